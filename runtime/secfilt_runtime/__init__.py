@@ -1,0 +1,3 @@
+"""secfilt-runtime: an OCI runtime whose sandbox adds seccomp-BPF and ptrace policy."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""The runc-compatible command line: parse flags, call lifecycle, turn errors into exit codes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import SecfiltError
+from .log import log
+from .state import DEFAULT_ROOT
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="secfilt-runtime: an OCI runtime with a seccomp-BPF and ptrace policy sandbox.",
+)
+
+
+class Globals:
+    root: str = DEFAULT_ROOT
+
+
+@app.callback()
+def main_options(
+    root: Annotated[str, typer.Option(help="directory of the containers' state")] = DEFAULT_ROOT,
+    log_path: Annotated[
+        Optional[str], typer.Option("--log", help="log file (default: stderr)")  # noqa: UP007
+    ] = None,
+    log_format: Annotated[str, typer.Option(help="text or json")] = "text",
+    debug: Annotated[bool, typer.Option(help="log debug messages")] = False,
+    systemd_cgroup: Annotated[
+        bool, typer.Option(help="accepted for runc compatibility; cgroupfs is used")
+    ] = False,
+) -> None:
+    try:
+        log.configure(log_path, log_format, debug)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    Globals.root = os.path.abspath(root)
+
+
+def derive_id(bundle: str) -> str:
+    """The id of a `run BUNDLE_DIR` container: the directory's name plus a random suffix, so the
+    same bundle can run several times at once."""
+    name = "".join(c if c.isalnum() or c in "_+-." else "-" for c in os.path.basename(bundle))
+    return f"{name.strip('.') or 'container'}-{secrets.token_hex(4)}"
+
+
+def is_bundle_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "config.json"))
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(metavar="ID|BUNDLE_DIR", help="container id, or a bundle directory")],
+    bundle: Annotated[
+        Optional[str], typer.Option("--bundle", "-b", help="bundle directory (default: cwd)")  # noqa: UP007
+    ] = None,
+    pid_file: Annotated[
+        Optional[str], typer.Option(help="write the init's pid to this file")  # noqa: UP007
+    ] = None,
+) -> None:
+    """Create and start a container, and wait for it to exit; exits with its status."""
+    from . import lifecycle
+
+    if bundle is None and is_bundle_dir(target):
+        bundle, container_id = target, derive_id(os.path.abspath(target))
+    else:
+        container_id = target
+        bundle = bundle or os.getcwd()
+    code = lifecycle.run(os.path.abspath(bundle), container_id, Globals.root, pid_file)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)
+    except SecfiltError as e:
+        log.fatal(str(e))
+        sys.exit(1)
+    except Exception as e:  # click's usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

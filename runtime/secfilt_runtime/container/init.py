@@ -1,0 +1,102 @@
+"""Code that runs in the forked children: stage1 (namespaces) and the container init.
+
+The runtime forks stage1. Stage1 joins the namespaces given by path, creates a user namespace
+(the runtime writes its id maps), creates the other namespaces, and clones the init with
+CLONE_PARENT so the init is the runtime's own child (it reaps the exit status directly) and pid 1
+of a new pid namespace. The init sets up the filesystem and the process, reports "ready", waits
+for "start" and executes the container process.
+
+Both children report failures as {"type": "error", "message": ...} and _exit: they must never
+return into the runtime's code.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from typing import NoReturn
+
+from .. import kernel
+from ..errors import SecfiltError
+from ..spec import Spec
+from ..sync import Channel
+from . import namespaces, process, rootfs, system
+from .namespaces import NamespacePlan
+
+
+def _fail(chan: Channel, exc: BaseException) -> NoReturn:
+    if isinstance(exc, SecfiltError):
+        message = str(exc)
+    elif isinstance(exc, OSError):
+        message = f"container setup: {exc}"
+    else:
+        message = "container setup: internal error: " + "".join(
+            traceback.format_exception_only(type(exc), exc)
+        ).strip()
+    try:
+        chan.send("error", message=message)
+    finally:
+        os._exit(1)
+
+
+def stage1_main(chan: Channel, spec: Spec, plan: NamespacePlan) -> NoReturn:
+    try:
+        _stage1(chan, spec, plan)
+    except BaseException as exc:  # noqa: BLE001 - everything must be reported, then _exit
+        _fail(chan, exc)
+    os._exit(0)
+
+
+def _stage1(chan: Channel, spec: Spec, plan: NamespacePlan) -> None:
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    chan.expect("go", "the runtime")  # the runtime has placed us in the container's cgroup
+    namespaces.join(namespaces.open_joins(plan))
+    if plan.new_user:
+        kernel.unshare(kernel.CLONE_NEWUSER)
+        chan.send("idmap")
+        chan.expect("idmap-done", "the runtime")
+        linux = spec.linux
+        if namespaces.maps_container_id(linux.gid_mappings, 0):
+            os.setresgid(0, 0, 0)
+        if namespaces.maps_container_id(linux.uid_mappings, 0):
+            os.setresuid(0, 0, 0)
+    flags = plan.unshare_flags()
+    if flags:
+        try:
+            kernel.unshare(flags)
+        except OSError as e:
+            raise SecfiltError(
+                f"linux.namespaces: cannot create {', '.join(sorted(plan.new))}: "
+                f"{os.strerror(e.errno)}"
+            ) from None
+    pid = kernel.clone_process(kernel.CLONE_PARENT)
+    if pid == 0:
+        init_main(chan, spec)
+    chan.send("init-pid", pid=pid)
+
+
+def init_main(chan: Channel, spec: Spec) -> NoReturn:
+    try:
+        _init(chan, spec)
+    except BaseException as exc:  # noqa: BLE001
+        _fail(chan, exc)
+    os._exit(1)  # not reached: _init executes the process or raises
+
+
+def _init(chan: Channel, spec: Spec) -> NoReturn:
+    assert spec.process is not None
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.setsid()
+    rootfs.prepare(spec)
+    system.apply(spec)
+    rootfs.finalize(spec)
+    plan = process.prepare(spec)
+    chan.send("ready")
+    chan.expect("start", "the runtime")
+    process.apply_identity(spec.process)
+    # The runtime blocked every signal while it forked us; the container starts with none blocked.
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    sys.stdout.flush()
+    process.exec_process(plan)

@@ -1,0 +1,209 @@
+"""Every ctypes call and raw syscall of the runtime, in one place.
+
+Functions raise OSError with errno and a short description, like the os module does, so callers
+can add the file, field or path that makes the message useful. Only x86_64 syscall numbers are
+needed for the raw calls that glibc 2.36 does not wrap.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "clone": 56, "capget": 125, "capset": 126, "openat2": 437,
+               "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424},
+    "aarch64": {"pivot_root": 41, "clone": 220, "capget": 90, "capset": 91, "openat2": 437,
+                "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424},
+}
+_NR = _SYSCALLS[platform.machine()]
+
+# clone/unshare/setns flags
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_PARENT = 0x00008000
+
+NAMESPACE_FLAGS = {
+    "pid": CLONE_NEWPID,
+    "network": CLONE_NEWNET,
+    "mount": CLONE_NEWNS,
+    "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS,
+    "user": CLONE_NEWUSER,
+    "cgroup": CLONE_NEWCGROUP,
+    "time": CLONE_NEWTIME,
+}
+
+# mount(2) flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MS_LAZYTIME = 0x2000000
+
+MNT_DETACH = 0x2
+UMOUNT_NOFOLLOW = 0x8
+
+# prctl(2) options
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# openat2 resolve flags
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _check(ret: int, what: str) -> int:
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def _syscall(name: str, *args: object) -> int:
+    _libc.syscall.restype = ctypes.c_long
+    return _check(_libc.syscall(ctypes.c_long(_NR[name]), *args), name)
+
+
+def _b(s: str | bytes | None) -> bytes | None:
+    if s is None:
+        return None
+    return os.fsencode(s)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    ret = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source or fstype or ''} on {target}: {os.strerror(err)}")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), flags), f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _syscall("pivot_root", _b(new_root), _b(put_old))
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def clone_process(flags: int) -> int:
+    """fork(2) with extra clone flags (CLONE_PARENT, CLONE_NEW*). Returns 0 in the child.
+
+    The raw syscall bypasses Python's at-fork handlers, so call it only from a process with one
+    thread that will exec or exit soon.
+    """
+    sigchld = 17
+    return _syscall("clone", ctypes.c_ulong(flags | sigchld), None, None, None, ctypes.c_ulong(0))
+
+
+def sethostname(name: str) -> None:
+    b = name.encode()
+    _check(_libc.sethostname(b, len(b)), "sethostname")
+
+
+def setdomainname(name: str) -> None:
+    b = name.encode()
+    _check(_libc.setdomainname(b, len(b)), "setdomainname")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(
+        _libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4),
+                    ctypes.c_ulong(arg5)),
+        f"prctl({option})",
+    )
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """Return (effective, permitted, inheritable) as 64-bit masks."""
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (_CapData * 2)()
+    _syscall("capget", ctypes.byref(hdr), data)
+    return tuple(data[0].__getattribute__(f) | (data[1].__getattribute__(f) << 32)
+                 for f in ("effective", "permitted", "inheritable"))  # type: ignore[return-value]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
+    _syscall("capset", ctypes.byref(hdr), data)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    return _syscall("openat2", dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how))
+
+
+def pidfd_open(pid: int) -> int:
+    return _syscall("pidfd_open", pid, 0)
+
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    _syscall("pidfd_send_signal", pidfd, sig, None, 0)

@@ -1,0 +1,201 @@
+"""Container lifecycle operations: launching a container and running it in the foreground.
+
+Every step that creates something (state directory, cgroup, processes) registers its undo with
+an ExitStack before the next step, so a failure anywhere leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import signal
+from dataclasses import dataclass
+
+from . import spec as spec_mod
+from .container import namespaces, system
+from .container.cgroups import Cgroup
+from .container.init import stage1_main
+from .errors import ConfigError, ContainerError
+from .spec import Spec
+from .state import State, StateStore, proc_start_time
+from .sync import Channel
+
+# Every signal the runtime forwards or waits for. SIGKILL and SIGSTOP cannot be caught.
+_ALL_SIGNALS = frozenset(range(1, signal.NSIG)) - {signal.SIGKILL, signal.SIGSTOP, 32, 33}
+# Python ignores these at start-up; an ignored disposition would survive execve into the container.
+_PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+@dataclass
+class Launched:
+    """A container whose init is set up and waits for "start"."""
+
+    state: State
+    channel: Channel
+    cgroup: Cgroup
+    init: Child
+
+
+class Child:
+    """A child process of the runtime. Until it is reaped its pid cannot be reused, so signals
+    sent by pid reach it and nothing else; every reap goes through here for that reason."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.status: int | None = None
+
+    def reap(self, flags: int = 0) -> int | None:
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, flags)
+            if pid == self.pid:
+                self.status = status
+        return self.status
+
+    def signal(self, sig: int) -> None:
+        if self.status is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def kill_and_reap(self) -> None:
+        self.signal(signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            self.reap()
+
+
+def exit_code(wait_status: int) -> int:
+    """The shell's convention: the exit code, or 128 + the signal that killed the process."""
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.WEXITSTATUS(wait_status)
+
+
+def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
+    """Checks that need the filesystem or cross several fields, done before anything is created."""
+    if spec.process is None:
+        raise ConfigError("process: required to run a container")
+    if not spec.process.args:
+        raise ConfigError("process.args: must be a non-empty array")
+    if not os.path.isdir(spec.root.path):
+        what = "no such directory" if not os.path.exists(spec.root.path) else "not a directory"
+        raise ConfigError(f"root.path ({spec.root.path}): {what}")
+    plan = namespaces.plan(spec.linux)
+    system.check(spec, plan)
+    return plan
+
+
+def launch(
+    spec: Spec, plan: namespaces.NamespacePlan, container_id: str, store: StateStore,
+    cleanup: contextlib.ExitStack,
+) -> Launched:
+    """Create the cgroup and the init; return when the init is ready to execute the process.
+
+    The caller must have blocked all signals (so none is lost before it can forward them).
+    """
+    cgroup = Cgroup.for_container(spec.linux.cgroups_path, container_id)
+    cgroup.create()
+    cleanup.callback(cgroup.destroy)
+    cleanup.callback(cgroup.kill_all, signal.SIGKILL)
+    if spec.linux.resources:
+        cgroup.apply(spec.linux.resources)
+
+    ours, theirs = Channel.pair()
+    cleanup.callback(ours.close)
+    for sig in _PYTHON_IGNORED:
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        stage1 = os.fork()
+        if stage1 == 0:
+            ours.close()
+            stage1_main(theirs, spec, plan)
+    finally:
+        for sig in _PYTHON_IGNORED:
+            signal.signal(sig, signal.SIG_IGN)
+    theirs.close()
+    stage1_child = Child(stage1)
+    cleanup.callback(stage1_child.kill_and_reap)
+
+    cgroup.add(stage1)
+    ours.send("go")
+    if plan.new_user:
+        ours.expect("idmap", "stage1")
+        namespaces.write_id_maps(stage1, spec.linux)
+        ours.send("idmap-done")
+    init = Child(ours.expect("init-pid", "stage1")["pid"])
+    cleanup.callback(init.kill_and_reap)
+    stage1_child.reap()
+    ours.expect("ready", "the container init")
+    pid = init.pid
+
+    state = State(
+        id=container_id,
+        bundle=spec.bundle,
+        pid=pid,
+        status="created",
+        init_start_time=proc_start_time(pid) or 0,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        annotations=spec.annotations,
+        cgroup=cgroup.to_dict(),
+        owner="root" if os.geteuid() == 0 else str(os.geteuid()),
+    )
+    store.save(state)
+    return Launched(state=state, channel=ours, cgroup=cgroup, init=init)
+
+
+def start(launched: Launched, store: StateStore) -> None:
+    """Let the init execute the container process; return once execve has succeeded."""
+    launched.channel.send("start")
+    msg = launched.channel.recv()  # end-of-file: the close-on-exec socket went with execve
+    if msg is not None:
+        if msg.get("type") == "error":
+            raise ContainerError(msg["message"])
+        raise ContainerError(f"the container init sent {msg.get('type')!r} instead of starting")
+    launched.state.status = "running"
+    store.save(launched.state)
+
+
+def wait_forwarding_signals(init: Child) -> int:
+    """Forward every signal the runtime receives to the container's init until it exits.
+
+    All signals are blocked (see run), so none is lost between fork and this loop, and SIGCHLD
+    is taken synchronously too: no handler, no race with the exit.
+    """
+    while True:
+        info = signal.sigwaitinfo(_ALL_SIGNALS)
+        if info.si_signo != signal.SIGCHLD:
+            init.signal(info.si_signo)
+        elif init.reap(os.WNOHANG) is not None:
+            return exit_code(init.status)
+
+
+def write_pid_file(path: str, pid: int, cleanup: contextlib.ExitStack) -> None:
+    """Write atomically (engines poll for this file); removed when the container is gone."""
+    path = os.path.abspath(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+    cleanup.callback(_unlink_quietly, path)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) -> int:
+    """`run`: create and start a container, forward signals, return its exit code."""
+    spec = spec_mod.load_bundle(bundle)
+    plan = check_bundle(spec)
+    store = StateStore(root)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+    try:
+        with store.reserve(container_id), contextlib.ExitStack() as cleanup:
+            cleanup.callback(store.remove, container_id)
+            launched = launch(spec, plan, container_id, store, cleanup)
+            if pid_file:
+                write_pid_file(pid_file, launched.state.pid, cleanup)
+            start(launched, store)
+            return wait_forwarding_signals(launched.init)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

@@ -1,0 +1,236 @@
+"""The parsed OCI runtime configuration: typed dataclasses built from a validated config.json.
+
+`load_bundle` is the one entry point: it reads the file, validates it against our schemas
+(`schema.validate`), and converts the document into a `Spec`. Fields the runtime does not act on
+are still kept in `Spec.raw` so nothing the user wrote is silently lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int = 0
+    gid: int = 0
+    umask: int | None = None
+    additional_gids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    bounding: tuple[str, ...] = ()
+    effective: tuple[str, ...] = ()
+    inheritable: tuple[str, ...] = ()
+    permitted: tuple[str, ...] = ()
+    ambient: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rlimit:
+    type: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class Process:
+    args: tuple[str, ...]
+    cwd: str
+    env: tuple[str, ...] = ()
+    terminal: bool = False
+    user: User = field(default_factory=User)
+    capabilities: Capabilities | None = None
+    rlimits: tuple[Rlimit, ...] = ()
+    no_new_privileges: bool = False
+    oom_score_adj: int | None = None
+
+
+@dataclass(frozen=True)
+class Root:
+    path: str  # absolute, resolved against the bundle directory
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class Mount:
+    destination: str
+    type: str | None = None
+    source: str | None = None
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Namespace:
+    type: str
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class IdMapping:
+    container_id: int
+    host_id: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Device:
+    path: str
+    type: str  # c, b, u or p
+    major: int = 0
+    minor: int = 0
+    file_mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass(frozen=True)
+class Linux:
+    namespaces: tuple[Namespace, ...] = ()
+    uid_mappings: tuple[IdMapping, ...] = ()
+    gid_mappings: tuple[IdMapping, ...] = ()
+    devices: tuple[Device, ...] = ()
+    masked_paths: tuple[str, ...] = ()
+    readonly_paths: tuple[str, ...] = ()
+    sysctl: dict[str, str] = field(default_factory=dict)
+    rootfs_propagation: str | None = None
+    cgroups_path: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+    seccomp: dict[str, Any] | None = None
+
+    def namespace(self, ns_type: str) -> Namespace | None:
+        for ns in self.namespaces:
+            if ns.type == ns_type:
+                return ns
+        return None
+
+
+@dataclass(frozen=True)
+class Spec:
+    oci_version: str
+    bundle: str  # absolute path of the bundle directory
+    root: Root
+    process: Process | None
+    hostname: str | None = None
+    domainname: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    linux: Linux = field(default_factory=Linux)
+    annotations: dict[str, str] = field(default_factory=dict)
+    hooks: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def load_bundle(bundle: str) -> Spec:
+    """Read, validate and parse `<bundle>/config.json`. Raises ConfigError naming the problem."""
+    bundle = os.path.abspath(bundle)
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (is {bundle} an OCI bundle?)") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: invalid JSON: {e}") from None
+
+    from . import schema  # jsonschema is heavy: only the create/run path pays for it
+
+    schema.validate_config(doc, source=path)
+    return parse(doc, bundle)
+
+
+def parse(doc: dict[str, Any], bundle: str) -> Spec:
+    """Convert an already validated config document into a Spec."""
+    root_doc = doc.get("root") or {}
+    root_path = root_doc.get("path", "rootfs")
+    if not os.path.isabs(root_path):
+        root_path = os.path.join(bundle, root_path)
+    linux_doc = doc.get("linux") or {}
+    return Spec(
+        oci_version=doc["ociVersion"],
+        bundle=bundle,
+        root=Root(path=os.path.normpath(root_path), readonly=bool(root_doc.get("readonly"))),
+        process=_process(doc["process"]) if "process" in doc else None,
+        hostname=doc.get("hostname"),
+        domainname=doc.get("domainname"),
+        mounts=tuple(
+            Mount(
+                destination=m["destination"],
+                type=m.get("type"),
+                source=m.get("source"),
+                options=tuple(m.get("options") or ()),
+            )
+            for m in doc.get("mounts") or ()
+        ),
+        linux=_linux(linux_doc),
+        annotations=dict(doc.get("annotations") or {}),
+        hooks=dict(doc.get("hooks") or {}),
+        raw=doc,
+    )
+
+
+def _process(p: dict[str, Any]) -> Process:
+    user = p.get("user") or {}
+    caps = p.get("capabilities")
+    return Process(
+        args=tuple(p.get("args") or ()),
+        cwd=p["cwd"],
+        env=tuple(p.get("env") or ()),
+        terminal=bool(p.get("terminal", False)),
+        user=User(
+            uid=user.get("uid", 0),
+            gid=user.get("gid", 0),
+            umask=user.get("umask"),
+            additional_gids=tuple(user.get("additionalGids") or ()),
+        ),
+        capabilities=None
+        if caps is None
+        else Capabilities(
+            **{k: tuple(caps.get(k) or ()) for k in Capabilities.__dataclass_fields__}
+        ),
+        rlimits=tuple(Rlimit(r["type"], r["soft"], r["hard"]) for r in p.get("rlimits") or ()),
+        no_new_privileges=bool(p.get("noNewPrivileges", False)),
+        oom_score_adj=p.get("oomScoreAdj"),
+    )
+
+
+def _mappings(items: list[dict[str, int]] | None) -> tuple[IdMapping, ...]:
+    return tuple(IdMapping(m["containerID"], m["hostID"], m["size"]) for m in items or ())
+
+
+def _linux(lx: dict[str, Any]) -> Linux:
+    return Linux(
+        namespaces=tuple(Namespace(n["type"], n.get("path")) for n in lx.get("namespaces") or ()),
+        uid_mappings=_mappings(lx.get("uidMappings")),
+        gid_mappings=_mappings(lx.get("gidMappings")),
+        devices=tuple(
+            Device(
+                path=d["path"],
+                type=d["type"],
+                major=d.get("major", 0),
+                minor=d.get("minor", 0),
+                file_mode=d.get("fileMode"),
+                uid=d.get("uid"),
+                gid=d.get("gid"),
+            )
+            for d in lx.get("devices") or ()
+        ),
+        masked_paths=tuple(lx.get("maskedPaths") or ()),
+        readonly_paths=tuple(lx.get("readonlyPaths") or ()),
+        sysctl=dict(lx.get("sysctl") or {}),
+        rootfs_propagation=lx.get("rootfsPropagation"),
+        cgroups_path=lx.get("cgroupsPath"),
+        resources=dict(lx.get("resources") or {}),
+        seccomp=lx.get("seccomp"),
+    )
