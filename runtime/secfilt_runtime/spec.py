@@ -1,8 +1,8 @@
 """The parsed OCI runtime configuration: typed dataclasses built from a validated config.json.
 
 `load_bundle` is the one entry point: it reads the file, validates it against our schemas
-(`schema.validate`), and converts the document into a `Spec`. Fields the runtime does not act on
-are still kept in `Spec.raw` so nothing the user wrote is silently lost.
+(`schema.validate_config`), and converts the document into a `Spec`. Fields the runtime does not
+act on are still kept in `Spec.raw` so nothing the user wrote is silently lost.
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ def load_bundle(bundle: str) -> Spec:
 
 def parse(doc: dict[str, Any], bundle: str) -> Spec:
     """Convert an already validated config document into a Spec."""
+    bundle = os.path.abspath(bundle)  # the spec wants root.path resolved against an absolute bundle
     root_doc = doc.get("root") or {}
     root_path = root_doc.get("path", "rootfs")
     if not os.path.isabs(root_path):
