@@ -191,6 +191,27 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _syscall("capset", ctypes.byref(hdr), data)
 
 
+def statfs_type(path: str) -> int:
+    """f_type of statfs(2): the filesystem's magic number (os.statvfs does not report it)."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    _check(_libc.statfs(_b(path), buf), f"statfs {path}")
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF  # f_type comes first
+
+
+RLIM_INFINITY = 2**64 - 1
+
+
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """setrlimit(2) with the kernel's errno (Python's resource module turns EPERM into a
+    ValueError) and the full unsigned range (2**64-1 is infinity)."""
+    lim = _Rlimit(soft, hard)
+    _check(_libc.prlimit(0, resource, ctypes.byref(lim), None), "setrlimit")
+
+
 class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
                 ("resolve", ctypes.c_uint64)]

@@ -1,0 +1,365 @@
+"""The container process: limits, working directory, executable, identity and capabilities.
+
+Runs in the container init after pivot_root, so everything it needs is imported here at the
+top. `check` runs earlier, in the runtime itself, so configuration mistakes are reported before
+anything is created and warnings reach the runtime's log rather than the container's stderr.
+
+Order, as runc does it (`prepare` before the init reports ready, the rest after "start"):
+  prepare:        rlimits, oomScoreAdj, chdir(cwd), environment, executable lookup
+  apply_identity: noNewPrivileges, [hook], drop the bounding set, KEEPCAPS, chown stdio,
+                  setgroups, setresgid, setresuid, clear KEEPCAPS, capset, ambient, umask
+  exec_process:   execve
+The bounding set is dropped while we are still uid 0 with CAP_SETPCAP in the effective set:
+setresuid to a non-zero uid clears the effective set (KEEPCAPS keeps only the permitted set),
+and PR_CAPBSET_DROP needs CAP_SETPCAP effective.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import resource
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from .. import kernel
+from ..errors import ConfigError, ContainerError
+from ..spec import Process, Spec
+from . import capabilities as caps_mod
+
+# The PATH runc's default spec and Docker give a container; used when process.env has none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_UMASK = 0o022
+
+RLIMITS: dict[str, int] = {
+    "RLIMIT_AS": resource.RLIMIT_AS,
+    "RLIMIT_CORE": resource.RLIMIT_CORE,
+    "RLIMIT_CPU": resource.RLIMIT_CPU,
+    "RLIMIT_DATA": resource.RLIMIT_DATA,
+    "RLIMIT_FSIZE": resource.RLIMIT_FSIZE,
+    "RLIMIT_LOCKS": 10,  # not exported by Python's resource module
+    "RLIMIT_MEMLOCK": resource.RLIMIT_MEMLOCK,
+    "RLIMIT_MSGQUEUE": resource.RLIMIT_MSGQUEUE,
+    "RLIMIT_NICE": resource.RLIMIT_NICE,
+    "RLIMIT_NOFILE": resource.RLIMIT_NOFILE,
+    "RLIMIT_NPROC": resource.RLIMIT_NPROC,
+    "RLIMIT_RSS": resource.RLIMIT_RSS,
+    "RLIMIT_RTPRIO": resource.RLIMIT_RTPRIO,
+    "RLIMIT_RTTIME": resource.RLIMIT_RTTIME,
+    "RLIMIT_SIGPENDING": resource.RLIMIT_SIGPENDING,
+    "RLIMIT_STACK": resource.RLIMIT_STACK,
+}
+
+
+@dataclass(frozen=True)
+class ExecPlan:
+    path: str  # the executable, as found by the lookup
+    args: tuple[str, ...]
+    env: tuple[str, ...]  # NAME=VALUE, deduplicated, HOME added
+    cwd_later: str | None = None  # chdir after the user switch (root was denied access)
+
+
+# ---- pure helpers ---------------------------------------------------------------------------
+
+
+def rlimit_resource(name: str, field: str) -> int:
+    try:
+        return RLIMITS[name]
+    except KeyError:
+        raise ConfigError(f'{field}: unknown rlimit type "{name}"') from None
+
+
+def env_lookup(env: Sequence[str], key: str) -> str | None:
+    """The value of `key` in a NAME=VALUE list; the last one wins, as execve's users expect."""
+    value = None
+    prefix = key + "="
+    for item in env:
+        if item.startswith(prefix):
+            value = item[len(prefix):]
+    return value
+
+
+def prepare_env(env: Sequence[str], home: Callable[[], str]) -> tuple[str, ...]:
+    """Validate and deduplicate process.env as runc does (the last occurrence of a name wins and
+    keeps its position), and add HOME=home() when it is missing or empty."""
+    last: dict[str, int] = {}
+    for i, item in enumerate(env):
+        name, sep, _ = item.partition("=")
+        if not sep:
+            raise ConfigError(f'process.env[{i}]: "{item}" is not NAME=VALUE')
+        if not name:
+            raise ConfigError(f'process.env[{i}]: "{item}" has an empty name')
+        if "\0" in item:
+            raise ConfigError(f"process.env[{i}]: {name} contains a NUL byte")
+        last[name] = i
+    out = [env[i] for i in sorted(last.values())]
+    if not env_lookup(out, "HOME"):
+        out = [e for e in out if not e.startswith("HOME=")]
+        out.append("HOME=" + home())
+    return tuple(out)
+
+
+def passwd_home(uid: int, passwd: str = "/etc/passwd") -> str:
+    """The home directory of `uid` in the container's /etc/passwd, "/" when there is none."""
+    try:
+        with open(passwd, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2].isdigit() and int(parts[2]) == uid:
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def _executable_problem(path: str) -> str | None:
+    """Why `path` cannot be executed, or None. Mode bits decide, like Go's LookPath: we are
+    root at this point and access(2) would say yes to any file with one x bit."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f": {e.strerror}"
+    if stat.S_ISDIR(st.st_mode):
+        return " is a directory"
+    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        return ": permission denied"
+    return None
+
+
+def find_executable(name: str, path_env: str | None, cwd: str | None = None) -> str:
+    """Resolve process.args[0]: a name with a slash is used as is (relative to `cwd`), any
+    other is searched in `path_env` (DEFAULT_PATH when None; an empty entry means cwd)."""
+    field = "process.args[0]"
+    if not name:
+        raise ContainerError(f"{field}: empty executable name")
+    if "/" in name:
+        full = name if cwd is None else os.path.join(cwd, name)
+        problem = _executable_problem(full)
+        if problem is not None:
+            raise ContainerError(f'{field}: executable file "{name}"{problem}')
+        return name
+    first_problem = None
+    for d in (DEFAULT_PATH if path_env is None else path_env).split(":"):
+        candidate = os.path.join(d or ".", name)
+        full = candidate if cwd is None else os.path.join(cwd, candidate)
+        problem = _executable_problem(full)
+        if problem is None:
+            return candidate
+        # Remember a file that exists but cannot run: it explains more than "not found".
+        if first_problem is None and not problem.startswith(": No such") and \
+                not problem.startswith(": Not a directory"):
+            first_problem = f'{field}: executable file "{candidate}"{problem}'
+    if first_problem is not None:
+        raise ContainerError(first_problem)
+    raise ContainerError(f'{field}: executable file "{name}" not found in $PATH')
+
+
+def check(process: Process, kernel_last_cap: int | None = None) -> list[str]:
+    """Checks of process that need no container, run by the runtime before it creates anything.
+    Raises ConfigError; returns warnings for the runtime's log (capabilities skipped for this
+    kernel, ambient capabilities the kernel will refuse to raise)."""
+    warnings: list[str] = []
+    for i, r in enumerate(process.rlimits):
+        rlimit_resource(r.type, f"process.rlimits[{i}]")
+        if r.soft > r.hard:
+            raise ConfigError(
+                f"process.rlimits[{i}] ({r.type}): soft limit {r.soft} exceeds hard limit {r.hard}"
+            )
+    prepare_env(process.env, lambda: "/")
+    if process.capabilities is not None:
+        last = caps_mod.last_cap() if kernel_last_cap is None else kernel_last_cap
+        m = caps_mod.masks(process.capabilities, last)
+        if m.skipped:
+            warnings.append("process.capabilities: ignoring capabilities this kernel does not "
+                            f"support: {', '.join(m.skipped)}")
+        missing = m.ambient & ~(m.permitted & m.inheritable)
+        if missing:
+            names = ", ".join(caps_mod.names_of(missing))
+            warnings.append("process.capabilities.ambient: not in both permitted and "
+                            f"inheritable, will not be raised: {names}")
+    return warnings
+
+
+# ---- in the container init ------------------------------------------------------------------
+
+
+def apply_rlimits(process: Process) -> None:
+    for i, r in enumerate(process.rlimits):
+        res = rlimit_resource(r.type, f"process.rlimits[{i}]")
+        try:
+            kernel.setrlimit(res, r.soft, r.hard)  # config.json and the kernel: uint64
+        except OSError as e:
+            raise ContainerError(
+                f"process.rlimits[{i}] ({r.type}): cannot set soft={r.soft} hard={r.hard}: "
+                f"{os.strerror(e.errno or 0)}"
+            ) from None
+
+
+def set_oom_score_adj(value: int, path: str = "/proc/self/oom_score_adj") -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise ContainerError(
+            f"process.oomScoreAdj ({value}): cannot write {path}: {e.strerror}"
+        ) from None
+
+
+def _chdir(cwd: str) -> bool:
+    """chdir to process.cwd; False when root is denied (retried as the container user)."""
+    try:
+        os.chdir(cwd)
+    except PermissionError:
+        return False
+    except OSError as e:
+        raise ContainerError(f"process.cwd ({cwd}): {e.strerror}") from None
+    _verify_cwd(cwd)
+    return True
+
+
+def _verify_cwd(cwd: str) -> None:
+    # A directory outside our root (e.g. reached through a leaked fd) reads as unreachable.
+    try:
+        where = os.getcwd()
+    except OSError as e:
+        raise ContainerError(f"process.cwd ({cwd}): outside the container: {e.strerror}") from None
+    if not where.startswith("/"):
+        raise ContainerError(f"process.cwd ({cwd}): outside the container ({where})")
+
+
+def prepare(spec: Spec) -> ExecPlan:
+    """After pivot_root: limits, cwd, environment and executable. Raises ContainerError."""
+    process = spec.process
+    if process is None or not process.args:
+        raise ConfigError("process.args: must be a non-empty array")
+    apply_rlimits(process)
+    if process.oom_score_adj is not None:
+        set_oom_score_adj(process.oom_score_adj)
+    in_cwd = _chdir(process.cwd)
+    env = prepare_env(process.env, lambda: passwd_home(process.user.uid))
+    path = find_executable(process.args[0], env_lookup(env, "PATH"),
+                           cwd=None if in_cwd else process.cwd)
+    return ExecPlan(path=path, args=process.args, env=env,
+                    cwd_later=None if in_cwd else process.cwd)
+
+
+def _fix_stdio_owner(uid: int) -> None:
+    """As runc: give stdio to the container user, so a terminal or /dev/stdout stays usable."""
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)):
+            continue
+        try:
+            os.fchown(fd, uid, -1)
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EROFS, errno.EINVAL):
+                raise ContainerError(f"process.user.uid ({uid}): cannot chown fd {fd}: "
+                                     f"{e.strerror}") from None
+
+
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() != "deny"
+    except FileNotFoundError:
+        return True
+
+
+def _drop_bounding(keep: int, last: int) -> None:
+    for cap in range(last + 1):
+        if keep >> cap & 1:
+            continue
+        try:
+            if kernel.prctl(kernel.PR_CAPBSET_READ, cap) == 1:
+                kernel.prctl(kernel.PR_CAPBSET_DROP, cap)
+        except OSError as e:
+            if e.errno == errno.EINVAL:  # above this kernel's last capability
+                return
+            raise ContainerError(
+                f"process.capabilities.bounding: cannot drop {caps_mod.CAPABILITY_NAMES[cap]}: "
+                f"{os.strerror(e.errno or 0)}"
+            ) from None
+
+
+def apply_identity(process: Process, before_drop: Callable[[], None] | None = None) -> None:
+    """Switch to the container's user, groups and capabilities (see the module docstring).
+
+    `before_drop` runs after noNewPrivileges and before any privilege is given up: the place
+    to load a seccomp filter when noNewPrivileges is false (that needs CAP_SYS_ADMIN).
+
+    process.capabilities None: the capabilities are left as they are, as runc does (a uid 0
+    process keeps what the runtime had; a non-zero uid loses them at execve).
+    """
+    user = process.user
+    if process.no_new_privileges:
+        kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+    if before_drop is not None:
+        before_drop()
+    masks = None
+    if process.capabilities is not None:
+        last = caps_mod.last_cap()
+        masks = caps_mod.masks(process.capabilities, last)
+        _drop_bounding(masks.bounding, last)
+
+    kernel.prctl(kernel.PR_SET_KEEPCAPS, 1)
+    _fix_stdio_owner(user.uid)
+    if _setgroups_allowed():
+        try:
+            os.setgroups(list(user.additional_gids))
+        except OSError as e:
+            raise ContainerError(
+                f"process.user.additionalGids {list(user.additional_gids)}: setgroups: "
+                f"{e.strerror}"
+            ) from None
+    for name, ident, setter in (("gid", user.gid, os.setresgid), ("uid", user.uid, os.setresuid)):
+        try:
+            setter(ident, ident, ident)
+        except OSError as e:
+            why = ("not mapped in the container's user namespace" if e.errno == errno.EINVAL
+                   else e.strerror)
+            raise ContainerError(f"process.user.{name} ({ident}): {why}") from None
+    kernel.prctl(kernel.PR_SET_KEEPCAPS, 0)
+
+    if masks is not None:
+        try:
+            kernel.capset(masks.effective, masks.permitted, masks.inheritable)
+        except OSError as e:
+            raise ContainerError(
+                "process.capabilities: cannot set effective "
+                f"{caps_mod.names_of(masks.effective)} permitted "
+                f"{caps_mod.names_of(masks.permitted)} inheritable "
+                f"{caps_mod.names_of(masks.inheritable)}: {os.strerror(e.errno or 0)}"
+            ) from None
+        try:
+            kernel.prctl(kernel.PR_CAP_AMBIENT, kernel.PR_CAP_AMBIENT_CLEAR_ALL)
+        except OSError as e:
+            if e.errno != errno.EINVAL:  # EINVAL: a kernel without ambient capabilities
+                raise
+        for cap in caps_mod.names_of(masks.ambient):
+            # As runc: only a warning (given by check()) when the kernel refuses one.
+            with contextlib.suppress(OSError):
+                kernel.prctl(kernel.PR_CAP_AMBIENT, kernel.PR_CAP_AMBIENT_RAISE,
+                             caps_mod.CAPABILITIES[cap])
+    os.umask(DEFAULT_UMASK if user.umask is None else user.umask)
+
+
+def exec_process(plan: ExecPlan) -> NoReturn:
+    if plan.cwd_later is not None:
+        try:
+            os.chdir(plan.cwd_later)
+        except OSError as e:
+            raise ContainerError(f"process.cwd ({plan.cwd_later}): {e.strerror}") from None
+        _verify_cwd(plan.cwd_later)
+    env = dict(item.split("=", 1) for item in plan.env)
+    try:
+        os.execve(plan.path, plan.args, env)
+    except OSError as e:
+        raise ContainerError(
+            f'process.args[0]: cannot execute "{plan.path}": {e.strerror}'
+        ) from None
