@@ -72,11 +72,19 @@ class Runtime:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "secfilt_runtime", "--root", str(self.state_root), *args]
 
+    @staticmethod
+    def env() -> dict[str, str]:
+        return dict(os.environ, PYTHONPATH=str(REPO / "runtime"))
+
     def __call__(self, *args: str, input: str | None = None, timeout: float = 60) -> Result:
-        env = dict(os.environ, PYTHONPATH=str(REPO / "runtime"))
         p = subprocess.run(self.argv(*args), input=input, capture_output=True, text=True,
-                           timeout=timeout, env=env)
+                           timeout=timeout, env=self.env())
         return Result(p.returncode, p.stdout, p.stderr)
+
+    def popen(self, *args: str, **kw) -> subprocess.Popen:
+        """Start `secfilt-runtime ARGS` with text pipes for stdin, stdout and stderr."""
+        return subprocess.Popen(self.argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env(), **kw)
 
     def run(self, bundle: Path, container_id: str = "t1", **kw) -> Result:
         return self("run", "--bundle", str(bundle), container_id, **kw)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from conftest import REPO, needs_root
@@ -58,19 +57,11 @@ def test_stdio_passes_through(runtime, make_bundle):
     assert "to-stderr" in r.stderr
 
 
-def _start(runtime, bundle: Path, *extra: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "runtime"))
-    return subprocess.Popen(
-        runtime.argv("run", *extra, "--bundle", str(bundle), "t1"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGINT])
 def test_signals_are_forwarded(runtime, make_bundle, sig):
     name = signal.Signals(sig).name[3:]
     script = f'trap "echo got {name}; exit 7" {name}; echo ready; while :; do sleep 0.05; done'
-    proc = _start(runtime, make_bundle(["sh", "-c", script]))
+    proc = runtime.popen("run", "--bundle", str(make_bundle(["sh", "-c", script])), "t1")
     try:
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(sig)
@@ -84,11 +75,7 @@ def test_signals_are_forwarded(runtime, make_bundle, sig):
 def test_pid_file_and_state_while_running(runtime, make_bundle, tmp_path):
     pid_file = tmp_path / "init.pid"
     bundle = make_bundle(["sh", "-c", "echo ready; read line"])
-    env = dict(os.environ, PYTHONPATH=str(REPO / "runtime"))
-    proc = subprocess.Popen(
-        runtime.argv("run", "--pid-file", str(pid_file), "--bundle", str(bundle), "t1"),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    proc = runtime.popen("run", "--pid-file", str(pid_file), "--bundle", str(bundle), "t1")
     try:
         assert proc.stdout.readline() == "ready\n"
         pid = int(pid_file.read_text())
@@ -130,9 +117,7 @@ def test_processes_outside_a_pid_namespace_are_killed_through_the_cgroup(runtime
 
 def test_duplicate_id_is_refused(runtime, make_bundle):
     bundle = make_bundle(["sh", "-c", "echo ready; read line"])
-    env = dict(os.environ, PYTHONPATH=str(REPO / "runtime"))
-    first = subprocess.Popen(runtime.argv("run", "--bundle", str(bundle), "t1"),
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    first = runtime.popen("run", "--bundle", str(bundle), "t1")
     try:
         assert first.stdout.readline() == "ready\n"
         second = runtime.run(bundle, "t1")
