@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,7 +29,7 @@ class Globals:
 def main_options(
     root: Annotated[str, typer.Option(help="directory of the containers' state")] = DEFAULT_ROOT,
     log_path: Annotated[
-        Optional[str], typer.Option("--log", help="log file (default: stderr)")  # noqa: UP007
+        str | None, typer.Option("--log", help="log file (default: stderr)")  # noqa: UP007
     ] = None,
     log_format: Annotated[str, typer.Option(help="text or json")] = "text",
     debug: Annotated[bool, typer.Option(help="log debug messages")] = False,
@@ -57,12 +57,14 @@ def is_bundle_dir(path: str) -> bool:
 
 @app.command()
 def run(
-    target: Annotated[str, typer.Argument(metavar="ID|BUNDLE_DIR", help="container id, or a bundle directory")],
+    target: Annotated[
+        str, typer.Argument(metavar="ID|BUNDLE_DIR", help="container id, or a bundle directory")
+    ],
     bundle: Annotated[
-        Optional[str], typer.Option("--bundle", "-b", help="bundle directory (default: cwd)")  # noqa: UP007
+        str | None, typer.Option("--bundle", "-b", help="bundle directory (default: cwd)")  # noqa: UP007
     ] = None,
     pid_file: Annotated[
-        Optional[str], typer.Option(help="write the init's pid to this file")  # noqa: UP007
+        str | None, typer.Option(help="write the init's pid to this file")  # noqa: UP007
     ] = None,
 ) -> None:
     """Create and start a container, and wait for it to exit; exits with its status."""

@@ -12,11 +12,13 @@ import os
 import signal
 from dataclasses import dataclass
 
+from . import schema
 from . import spec as spec_mod
-from .container import namespaces, system
+from .container import namespaces, process, system
 from .container.cgroups import Cgroup
 from .container.init import stage1_main
 from .errors import ConfigError, ContainerError
+from .log import log
 from .spec import Spec
 from .state import State, StateStore, proc_start_time
 from .sync import Channel
@@ -72,10 +74,8 @@ def exit_code(wait_status: int) -> int:
 
 def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
     """Checks that need the filesystem or cross several fields, done before anything is created."""
-    if spec.process is None:
-        raise ConfigError("process: required to run a container")
-    if not spec.process.args:
-        raise ConfigError("process.args: must be a non-empty array")
+    for warning in process.check(schema.require_process(spec)):
+        log.warning(warning)
     if not os.path.isdir(spec.root.path):
         what = "no such directory" if not os.path.exists(spec.root.path) else "not a directory"
         raise ConfigError(f"root.path ({spec.root.path}): {what}")
@@ -133,7 +133,7 @@ def launch(
         pid=pid,
         status="created",
         init_start_time=proc_start_time(pid) or 0,
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        created=datetime.datetime.now(datetime.UTC).isoformat(),
         annotations=spec.annotations,
         cgroup=cgroup.to_dict(),
         owner="root" if os.geteuid() == 0 else str(os.geteuid()),

@@ -26,7 +26,7 @@ class Log:
         self.threshold = _LEVELS["debug" if debug else "info"]
 
     def _line(self, level: str, msg: str) -> str:
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        now = datetime.datetime.now(datetime.UTC).isoformat()
         if self.fmt == "json":
             return json.dumps({"level": level, "msg": msg, "time": now}) + "\n"
         return f'time="{now}" level={level} msg={json.dumps(msg)}\n'

@@ -30,7 +30,8 @@ def _fail(chan: Channel, exc: BaseException) -> NoReturn:
     if isinstance(exc, SecfiltError):
         message = str(exc)
     elif isinstance(exc, OSError):
-        message = f"container setup: {exc}"
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        message = f"container setup: {exc} (in {frame.name})"
     else:
         message = "container setup: internal error: " + "".join(
             traceback.format_exception_only(type(exc), exc)

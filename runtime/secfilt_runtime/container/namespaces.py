@@ -74,7 +74,9 @@ def open_joins(p: NamespacePlan) -> list[tuple[str, str, int]]:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as e:
-                raise ContainerError(f"linux.namespaces ({ns_type}): {path}: {e.strerror}") from None
+                raise ContainerError(
+                    f"linux.namespaces ({ns_type}): {path}: {e.strerror}"
+                ) from None
             opened.append((ns_type, path, fd))
     except BaseException:
         for _, _, fd in opened:
@@ -110,7 +112,9 @@ def write_id_maps(pid: int, linux: Linux) -> None:
             with open(f"/proc/{pid}/{name}", "w") as f:
                 f.write(format_id_map(maps))
         except OSError as e:
-            raise ContainerError(f"{field}: cannot write /proc/{pid}/{name}: {e.strerror}") from None
+            raise ContainerError(
+                f"{field}: cannot write /proc/{pid}/{name}: {e.strerror}"
+            ) from None
 
 
 def maps_container_id(mappings: tuple[IdMapping, ...], container_id: int) -> bool:

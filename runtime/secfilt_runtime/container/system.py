@@ -36,7 +36,9 @@ def check(spec: Spec, namespaces: NamespacePlan) -> None:
     for key in spec.linux.sysctl:
         ns = sysctl_namespace(key)
         if ns is None:
-            raise ConfigError(f"linux.sysctl.{key}: not a namespaced sysctl; it would change the host")
+            raise ConfigError(
+                f"linux.sysctl.{key}: not a namespaced sysctl; it would change the host"
+            )
         if ns not in namespaces.new:
             raise ConfigError(f"linux.sysctl.{key}: needs a new {ns} namespace")
 
