@@ -53,6 +53,9 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A busybox rootfs shared by the session; containers get it read-only unless they copy."""
     path = tmp_path_factory.mktemp("rootfs-base") / "rootfs"
     subprocess.run([str(REPO / "bundles" / "mkrootfs.sh"), str(path)], check=True)
+    # pytest makes its directories 0700; the root of a user namespace is another host uid
+    for parent in list(path.parents)[:-1]:
+        parent.chmod(parent.stat().st_mode | 0o055)
     return path
 
 
@@ -108,7 +111,7 @@ def assert_nothing_left(state_root: Path, before_mounts: set[str]) -> None:
     assert entries == [], f"state entries left behind: {entries}"
     leaked = _mount_points() - before_mounts
     assert not leaked, f"mounts left behind: {leaked}"
-    cgroup_dirs = list(Path("/sys/fs/cgroup").glob("*/secfilt-runtime/*"))
+    cgroup_dirs = [p for p in Path("/sys/fs/cgroup").glob("*/secfilt-runtime/*") if p.is_dir()]
     assert cgroup_dirs == [], f"cgroups left behind: {cgroup_dirs}"
 
 

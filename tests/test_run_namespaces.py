@@ -30,7 +30,7 @@ def test_new_namespaces_differ_from_the_host(runtime, make_bundle):
 
 
 def test_without_namespaces_the_host_ones_are_kept(runtime, make_bundle):
-    script = "readlink /proc/self/ns/net /proc/self/ns/uts /proc/self/ns/ipc"
+    script = "for n in net uts ipc; do readlink /proc/self/ns/$n; done"
     bundle = make_bundle(["sh", "-c", script], linux={"namespaces": [{"type": "mount"}]})
     r = runtime.run(bundle)
     assert r.returncode == 0, r.stderr
@@ -105,7 +105,7 @@ def holder():
     name = f"joined-{uuid.uuid4().hex[:6]}"
     proc = subprocess.Popen(
         ["unshare", "--uts", "--ipc", "--net", "sh", "-c",
-         f"hostname {name}; ip link add dummy0 type dummy; echo ready; exec sleep 1000"],
+         f"hostname {name}; ip link add v0 type veth peer name v1; echo ready; exec sleep 1000"],
         stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout.readline() == "ready\n"
@@ -123,14 +123,14 @@ def test_namespaces_joined_by_path(runtime, make_bundle, holder):
         {"type": "ipc", "path": f"/proc/{pid}/ns/ipc"},
         {"type": "network", "path": f"/proc/{pid}/ns/net"},
     ]}
-    script = "hostname; readlink /proc/self/ns/ipc /proc/self/ns/net; cat /proc/net/dev"
+    script = "hostname; readlink /proc/self/ns/ipc; readlink /proc/self/ns/net; cat /proc/net/dev"
     r = runtime.run(make_bundle(["sh", "-c", script], linux=linux))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == name
     assert lines[1] == ns_inode(pid, "ipc")
     assert lines[2] == ns_inode(pid, "net")
-    assert "dummy0" in r.stdout
+    assert "v0" in r.stdout and "v1" in r.stdout
 
 
 def test_joining_a_missing_namespace_path_fails_cleanly(runtime, make_bundle):

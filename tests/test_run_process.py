@@ -40,7 +40,7 @@ def test_args_env_and_cwd(runtime, make_bundle):
 
 
 def test_environment_is_only_what_the_config_says(runtime, make_bundle):
-    bundle = make_bundle(["env"], process={"env": ["PATH=/bin", "ONLY=1"]})
+    bundle = make_bundle(["/usr/bin/env"], process={"env": ["PATH=/bin", "ONLY=1"]})
     lines = set(run_ok(runtime, bundle).splitlines())
     assert {"PATH=/bin", "ONLY=1"} <= lines
     assert not any(line.startswith(("PYTHONPATH=", "PWD=/work")) for line in lines)

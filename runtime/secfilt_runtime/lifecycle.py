@@ -143,15 +143,19 @@ def launch(
 
 
 def start(launched: Launched, store: StateStore) -> None:
-    """Let the init execute the container process; return once execve has succeeded."""
+    """Let the init execute the container process; return once execve has succeeded.
+
+    The state says running before the process can run: it may act (and be observed) before the
+    runtime hears that execve succeeded. If execve fails, the container is torn down anyway.
+    """
+    launched.state.status = "running"
+    store.save(launched.state)
     launched.channel.send("start")
     msg = launched.channel.recv()  # end-of-file: the close-on-exec socket went with execve
     if msg is not None:
         if msg.get("type") == "error":
             raise ContainerError(msg["message"])
         raise ContainerError(f"the container init sent {msg.get('type')!r} instead of starting")
-    launched.state.status = "running"
-    store.save(launched.state)
 
 
 def wait_forwarding_signals(init: Child) -> int:
