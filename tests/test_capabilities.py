@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from secfilt_runtime.container import capabilities as caps
 from secfilt_runtime.errors import ConfigError
 from secfilt_runtime.spec import Capabilities

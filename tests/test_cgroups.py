@@ -8,6 +8,7 @@ import time
 import uuid
 
 import pytest
+
 from secfilt_runtime.container import cgroups
 from secfilt_runtime.container.cgroups import UNIFIED, Cgroup, Hierarchy
 from secfilt_runtime.errors import ConfigError, ContainerError

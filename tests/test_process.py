@@ -6,6 +6,7 @@ import os
 import resource
 
 import pytest
+
 from secfilt_runtime.container import process
 from secfilt_runtime.errors import ConfigError, ContainerError
 from secfilt_runtime.spec import Capabilities, Process, Rlimit

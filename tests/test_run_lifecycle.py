@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import pytest
+
 from conftest import REPO, needs_root
 
 pytestmark = [needs_root, pytest.mark.e2e]

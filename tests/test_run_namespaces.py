@@ -7,6 +7,7 @@ import subprocess
 import uuid
 
 import pytest
+
 from conftest import needs_root
 
 pytestmark = [needs_root, pytest.mark.e2e]

@@ -4,8 +4,10 @@ oomScoreAdj observably take effect inside the container."""
 from __future__ import annotations
 
 import pytest
-from conftest import needs_root
+
 from secfilt_runtime.container.capabilities import CAPABILITIES
+
+from conftest import needs_root
 
 pytestmark = [needs_root, pytest.mark.e2e]
 

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import needs_root
 
 pytestmark = [needs_root, pytest.mark.e2e]

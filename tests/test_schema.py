@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+
 from secfilt_runtime import schema
 from secfilt_runtime.errors import ConfigError
+
+from conftest import REPO
 
 SPEC_TESTS = REPO / "tests/data/reference/oci-runtime-spec-v1.3.0-tests"
 REAL_CONFIGS = REPO / "tests/data/reference/real-configs"

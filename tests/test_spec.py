@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from secfilt_runtime import schema, spec
 from secfilt_runtime.errors import ConfigError
 

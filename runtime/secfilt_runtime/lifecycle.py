@@ -74,7 +74,13 @@ def exit_code(wait_status: int) -> int:
 
 def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
     """Checks that need the filesystem or cross several fields, done before anything is created."""
-    for warning in process.check(schema.require_process(spec)):
+    proc = schema.require_process(spec)
+    if proc.terminal:
+        raise ConfigError(
+            "process.terminal: true asks for a pseudo-terminal, which secfilt-runtime does not "
+            "allocate yet; set it to false (stdio is passed through)"
+        )
+    for warning in process.check(proc):
         log.warning(warning)
     if not os.path.isdir(spec.root.path):
         what = "no such directory" if not os.path.exists(spec.root.path) else "not a directory"
@@ -93,6 +99,7 @@ def launch(
     The caller must have blocked all signals (so none is lost before it can forward them).
     """
     cgroup = Cgroup.for_container(spec.linux.cgroups_path, container_id)
+    log.debug(f"{container_id}: cgroup {cgroup.to_dict()}")
     cgroup.create()
     cleanup.callback(cgroup.destroy)
     cleanup.callback(cgroup.kill_all, signal.SIGKILL)
@@ -122,6 +129,7 @@ def launch(
         namespaces.write_id_maps(stage1, spec.linux)
         ours.send("idmap-done")
     init = Child(ours.expect("init-pid", "stage1")["pid"])
+    log.debug(f"{container_id}: init is pid {init.pid}")
     cleanup.callback(init.kill_and_reap)
     stage1_child.reap()
     ours.expect("ready", "the container init")
@@ -200,6 +208,8 @@ def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) 
             if pid_file:
                 write_pid_file(pid_file, launched.state.pid, cleanup)
             start(launched, store)
-            return wait_forwarding_signals(launched.init)
+            code = wait_forwarding_signals(launched.init)
+            log.debug(f"{container_id}: init exited, status {code}")
+            return code
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
