@@ -145,3 +145,24 @@ def test_json_log_gets_the_error(runtime, make_bundle, tmp_path):
     last = json.loads(log.read_text().splitlines()[-1])
     assert last["level"] == "error"
     assert "/no/such/program" in last["msg"]
+
+
+def test_terminal_gives_the_process_a_pty_of_the_container(runtime, make_bundle):
+    script = "tty; [ -t 0 ] && [ -t 1 ] && echo stdio-is-tty; read line; echo got:$line"
+    bundle = make_bundle(["sh", "-c", script], process={"terminal": True})
+    r = runtime.run(bundle, input="typed\n")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.replace("\r", "").splitlines()  # the pty also echoes what was typed
+    assert "/dev/pts/0" in lines  # the container's own devpts instance
+    assert "stdio-is-tty" in lines
+    assert "got:typed" in lines
+
+
+def test_terminal_without_devpts_fails_cleanly(runtime, make_bundle):
+    bundle = make_bundle(process={"terminal": True})
+    config = json.loads((bundle / "config.json").read_text())
+    config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/dev/pts"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = runtime.run(bundle)
+    assert r.returncode != 0
+    assert "process.terminal: cannot open /dev/ptmx" in r.stderr

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from . import schema
 from . import spec as spec_mod
+from .console import Console
 from .container import namespaces, process, system
 from .container.cgroups import Cgroup
 from .container.init import stage1_main
@@ -37,6 +38,7 @@ class Launched:
     channel: Channel
     cgroup: Cgroup
     init: Child
+    console: Console | None = None
 
 
 class Child:
@@ -75,11 +77,6 @@ def exit_code(wait_status: int) -> int:
 def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
     """Checks that need the filesystem or cross several fields, done before anything is created."""
     proc = schema.require_process(spec)
-    if proc.terminal:
-        raise ConfigError(
-            "process.terminal: true asks for a pseudo-terminal, which secfilt-runtime does not "
-            "allocate yet; set it to false (stdio is passed through)"
-        )
     for warning in process.check(proc):
         log.warning(warning)
     if not os.path.isdir(spec.root.path):
@@ -132,6 +129,10 @@ def launch(
     log.debug(f"{container_id}: init is pid {init.pid}")
     cleanup.callback(init.kill_and_reap)
     stage1_child.reap()
+    console = None
+    if spec.process is not None and spec.process.terminal:
+        console = Console(ours.expect("pty", "the container init")["fds"][0])
+        cleanup.callback(console.close)
     ours.expect("ready", "the container init")
     pid = init.pid
 
@@ -147,7 +148,7 @@ def launch(
         owner="root" if os.geteuid() == 0 else str(os.geteuid()),
     )
     store.save(state)
-    return Launched(state=state, channel=ours, cgroup=cgroup, init=init)
+    return Launched(state=state, channel=ours, cgroup=cgroup, init=init, console=console)
 
 
 def start(launched: Launched, store: StateStore) -> None:
@@ -166,7 +167,7 @@ def start(launched: Launched, store: StateStore) -> None:
         raise ContainerError(f"the container init sent {msg.get('type')!r} instead of starting")
 
 
-def wait_forwarding_signals(init: Child) -> int:
+def wait_forwarding_signals(init: Child, console: Console | None = None) -> int:
     """Forward every signal the runtime receives to the container's init until it exits.
 
     All signals are blocked (see run), so none is lost between fork and this loop, and SIGCHLD
@@ -174,7 +175,9 @@ def wait_forwarding_signals(init: Child) -> int:
     """
     while True:
         info = signal.sigwaitinfo(_ALL_SIGNALS)
-        if info.si_signo != signal.SIGCHLD:
+        if info.si_signo == signal.SIGWINCH and console is not None:
+            console.resize()
+        elif info.si_signo != signal.SIGCHLD:
             init.signal(info.si_signo)
         elif init.reap(os.WNOHANG) is not None:
             return exit_code(init.status)
@@ -208,7 +211,9 @@ def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) 
             if pid_file:
                 write_pid_file(pid_file, launched.state.pid, cleanup)
             start(launched, store)
-            code = wait_forwarding_signals(launched.init)
+            if launched.console is not None:
+                launched.console.start()
+            code = wait_forwarding_signals(launched.init, launched.console)
             log.debug(f"{container_id}: init exited, status {code}")
             return code
     finally:

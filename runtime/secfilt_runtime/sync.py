@@ -8,6 +8,7 @@ the container process (or died): that is how a successful execve is observed.
 from __future__ import annotations
 
 import json
+import os
 import socket
 from typing import Any
 
@@ -28,15 +29,25 @@ class Channel:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, type_: str, **fields: Any) -> None:
-        self.sock.send(json.dumps({"type": type_, **fields}).encode())
+    def send(self, type_: str, fds: list[int] | None = None, **fields: Any) -> None:
+        data = json.dumps({"type": type_, **fields}).encode()
+        if fds:
+            socket.send_fds(self.sock, [data], fds)
+        else:
+            self.sock.send(data)
 
     def recv(self) -> dict[str, Any] | None:
-        """The next message, or None at end-of-file."""
-        data = self.sock.recv(_MAX_MESSAGE)
+        """The next message, or None at end-of-file. Passed descriptors are in msg["fds"]."""
+        data, fds, _, _ = socket.recv_fds(self.sock, _MAX_MESSAGE, 4)
         if not data:
+            for fd in fds:
+                os.close(fd)
             return None
-        return json.loads(data)
+        msg = json.loads(data)
+        for fd in fds:
+            os.set_inheritable(fd, False)
+        msg["fds"] = fds
+        return msg
 
     def expect(self, type_: str, who: str) -> dict[str, Any]:
         """Receive a message of the given type; an error message or EOF becomes ContainerError."""

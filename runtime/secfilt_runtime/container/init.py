@@ -22,7 +22,7 @@ from .. import kernel
 from ..errors import SecfiltError
 from ..spec import Spec
 from ..sync import Channel
-from . import namespaces, process, rootfs, system
+from . import namespaces, process, rootfs, system, terminal
 from .namespaces import NamespacePlan
 
 
@@ -93,6 +93,11 @@ def _init(chan: Channel, spec: Spec) -> NoReturn:
     rootfs.prepare(spec)
     system.apply(spec)
     rootfs.finalize(spec)
+    if spec.process.terminal:
+        master, slave = terminal.open_pty(spec.process.user.uid)
+        chan.send("pty", fds=[master])
+        os.close(master)
+        terminal.make_controlling(slave)
     plan = process.prepare(spec)
     chan.send("ready")
     chan.expect("start", "the runtime")

@@ -1,0 +1,54 @@
+"""The runtime's side of a container terminal: copy between our stdio and the pty master,
+keep the window size in step, and put our own terminal in raw mode meanwhile."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import termios
+import threading
+import tty
+
+_WINSIZE_BYTES = 8
+
+
+class Console:
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self._saved: list | None = None
+        self._output: threading.Thread | None = None
+
+    def start(self) -> None:
+        if os.isatty(0):
+            self._saved = termios.tcgetattr(0)
+            tty.setraw(0)
+        self.resize()
+        threading.Thread(target=self._copy, args=(0, self.master), daemon=True).start()
+        self._output = threading.Thread(target=self._copy, args=(self.master, 1), daemon=True)
+        self._output.start()
+
+    def resize(self) -> None:
+        """Give the container's terminal the size of ours (on start and on SIGWINCH)."""
+        for fd in (0, 1, 2):
+            if os.isatty(fd):
+                size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * _WINSIZE_BYTES)
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
+                return
+
+    @staticmethod
+    def _copy(src: int, dst: int) -> None:
+        # ends at EOF, or EIO on the master once the last process holding the slave is gone
+        with contextlib.suppress(OSError):
+            while data := os.read(src, 65536):
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(dst, view):]
+
+    def close(self) -> None:
+        """After the container exited: let the output drain, restore our terminal."""
+        if self._output is not None:
+            self._output.join(timeout=2)
+        if self._saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, self._saved)
+        os.close(self.master)
