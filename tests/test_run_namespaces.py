@@ -177,10 +177,17 @@ def test_sysctl_is_set_in_the_container_only(runtime, make_bundle):
         ({"kernel.panic": "1"}, ALL_NEW, "linux.sysctl.kernel.panic: not a namespaced sysctl"),
         ({"net.ipv4.ip_forward": "1"}, [{"type": "mount"}],
          "linux.sysctl.net.ipv4.ip_forward: needs a new network namespace"),
+        # a "net." key that walks up to a global sysctl must not pass as namespaced
+        ({"net.ipv4/../../kernel/panic": "17"}, ALL_NEW,
+         "linux.sysctl.net.ipv4/../../kernel/panic: not a sysctl name"),
     ],
 )
 def test_sysctl_that_would_touch_the_host_is_refused(runtime, make_bundle, sysctl, namespaces,
                                                     message):
+    with open("/proc/sys/kernel/panic") as f:
+        panic_before = f.read()
     r = runtime.run(make_bundle(linux={"sysctl": sysctl, "namespaces": namespaces}))
     assert r.returncode != 0
     assert message in r.stderr
+    with open("/proc/sys/kernel/panic") as f:
+        assert f.read() == panic_before

@@ -16,6 +16,15 @@ _IPC_SYSCTLS = frozenset({
 _UTS_SYSCTLS = frozenset({"kernel.hostname", "kernel.domainname"})
 
 
+def sysctl_components(key: str) -> list[str]:
+    """The path components of a sysctl key, in either notation: "net.ipv4.ip_forward" or
+    "net/ipv4/conf/eth0.100/forwarding" (slashes, when an interface name holds a dot)."""
+    parts = key.split("/") if "/" in key else key.split(".")
+    if any(p in ("", ".", "..") for p in parts):
+        raise ConfigError(f"linux.sysctl.{key}: not a sysctl name")
+    return parts
+
+
 def sysctl_namespace(key: str) -> str | None:
     """The namespace a sysctl belongs to, or None when it is global to the host."""
     if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
@@ -34,7 +43,7 @@ def check(spec: Spec, namespaces: NamespacePlan) -> None:
     if spec.domainname is not None and "uts" not in namespaces.new:
         raise ConfigError("domainname: setting it needs a new uts namespace")
     for key in spec.linux.sysctl:
-        ns = sysctl_namespace(key)
+        ns = sysctl_namespace(".".join(sysctl_components(key)))
         if ns is None:
             raise ConfigError(
                 f"linux.sysctl.{key}: not a namespaced sysctl; it would change the host"
@@ -53,7 +62,7 @@ def apply(spec: Spec) -> None:
     except OSError as e:
         raise ContainerError(f"hostname/domainname: {e.strerror}") from None
     for key, value in spec.linux.sysctl.items():
-        path = "/proc/sys/" + key.replace(".", "/")
+        path = "/proc/sys/" + "/".join(sysctl_components(key))
         try:
             with open(path, "w") as f:
                 f.write(value)
