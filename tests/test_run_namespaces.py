@@ -102,16 +102,18 @@ def test_user_namespace_process_runs_as_the_mapped_host_uid(runtime, make_bundle
 
 @pytest.fixture
 def holder():
-    """A process in new uts, ipc and net namespaces, whose namespaces containers can join."""
+    """A process in new uts, ipc, net and pid namespaces, whose namespaces containers join."""
     name = f"joined-{uuid.uuid4().hex[:6]}"
     proc = subprocess.Popen(
-        ["unshare", "--uts", "--ipc", "--net", "sh", "-c",
+        ["unshare", "--uts", "--ipc", "--net", "--pid", "--fork", "sh", "-c",
          f"hostname {name}; ip link add v0 type veth peer name v1; echo ready; exec sleep 1000"],
         stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout.readline() == "ready\n"
-    # the unshare process execs sh: the pid is the one in the namespaces
-    yield proc.pid, name
+    # unshare forks: its child is the one inside the new pid namespace
+    child = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                               text=True, check=True).stdout.split()[0])
+    yield child, name
     proc.kill()
     proc.wait()
 
@@ -119,18 +121,21 @@ def holder():
 def test_namespaces_joined_by_path(runtime, make_bundle, holder):
     pid, name = holder
     linux = {"namespaces": [
-        {"type": "pid"}, {"type": "mount"},
+        {"type": "pid", "path": f"/proc/{pid}/ns/pid"}, {"type": "mount"},
         {"type": "uts", "path": f"/proc/{pid}/ns/uts"},
         {"type": "ipc", "path": f"/proc/{pid}/ns/ipc"},
         {"type": "network", "path": f"/proc/{pid}/ns/net"},
     ]}
-    script = "hostname; readlink /proc/self/ns/ipc; readlink /proc/self/ns/net; cat /proc/net/dev"
+    script = ("hostname; readlink /proc/self/ns/ipc; readlink /proc/self/ns/net;"
+              " readlink /proc/self/ns/pid; echo $$; cat /proc/net/dev")
     r = runtime.run(make_bundle(["sh", "-c", script], linux=linux))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == name
     assert lines[1] == ns_inode(pid, "ipc")
     assert lines[2] == ns_inode(pid, "net")
+    assert lines[3] == ns_inode(pid, "pid")
+    assert lines[4] != "1"  # the holder's sleep is pid 1 of that namespace
     assert "v0" in r.stdout and "v1" in r.stdout
 
 
@@ -191,3 +196,21 @@ def test_sysctl_that_would_touch_the_host_is_refused(runtime, make_bundle, sysct
     assert message in r.stderr
     with open("/proc/sys/kernel/panic") as f:
         assert f.read() == panic_before
+
+
+def test_user_namespace_joined_by_path(runtime, make_bundle):
+    holder = subprocess.Popen(["unshare", "--user", "--map-root-user", "sh", "-c",
+                               "echo ready; exec sleep 1000"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "ready\n"
+        namespaces = [*ALL_NEW, {"type": "user", "path": f"/proc/{holder.pid}/ns/user"}]
+        bundle = make_bundle(["sh", "-c", "readlink /proc/self/ns/user; cat /proc/self/uid_map"],
+                             linux={"namespaces": namespaces})
+        r = runtime.run(bundle)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0] == ns_inode(holder.pid, "user")
+        assert lines[1].split() == ["0", "0", "1"]
+    finally:
+        holder.kill()
+        holder.wait()
