@@ -15,6 +15,8 @@ from .state import DEFAULT_ROOT
 
 app = typer.Typer(
     add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="secfilt-runtime: an OCI runtime with a seccomp-BPF and ptrace policy sandbox.",
@@ -70,7 +72,9 @@ def run(
     """Create and start a container, and wait for it to exit; exits with its status."""
     from . import lifecycle
 
-    if bundle is None and is_bundle_dir(target):
+    # the short form: a directory, unless the current directory is the bundle (runc's form)
+    if bundle is None and (is_bundle_dir(target) or (
+            os.path.isdir(target) and not is_bundle_dir(os.getcwd()))):
         bundle, container_id = target, derive_id(os.path.abspath(target))
     else:
         container_id = target
@@ -80,21 +84,12 @@ def run(
 
 
 def main() -> None:
+    # click's standalone mode reports usage errors and exits with the command's status
     try:
-        code = app(standalone_mode=False)
+        app()
     except SecfiltError as e:
         log.fatal(str(e))
         sys.exit(1)
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from .errors import ConfigError, ContainerError
 from .log import log
 from .spec import Spec
 from .state import State, StateStore, proc_start_time
-from .sync import Channel
+from .sync import Channel, ChildVanished
 
 # Every signal the runtime forwards or waits for. SIGKILL and SIGSTOP cannot be caught.
 _ALL_SIGNALS = frozenset(range(1, signal.NSIG)) - {signal.SIGKILL, signal.SIGSTOP, 32, 33}
@@ -121,19 +121,25 @@ def launch(
 
     cgroup.add(stage1)
     ours.send("go")
-    if plan.new_user:
-        ours.expect("idmap", "stage1")
-        namespaces.write_id_maps(stage1, spec.linux)
-        ours.send("idmap-done")
-    init = Child(ours.expect("init-pid", "stage1")["pid"])
+    try:
+        if plan.new_user:
+            ours.expect("idmap", "stage1")
+            namespaces.write_id_maps(stage1, spec.linux)
+            ours.send("idmap-done")
+        init = Child(ours.expect("init-pid", "stage1")["pid"])
+    except ChildVanished as e:
+        raise ContainerError(_why_vanished(e, stage1_child, cgroup, spec)) from None
     log.debug(f"{container_id}: init is pid {init.pid}")
     cleanup.callback(init.kill_and_reap)
     stage1_child.reap()
     console = None
-    if spec.process is not None and spec.process.terminal:
-        console = Console(ours.expect("pty", "the container init")["fds"][0])
-        cleanup.callback(console.close)
-    ours.expect("ready", "the container init")
+    try:
+        if spec.process is not None and spec.process.terminal:
+            console = Console(ours.expect("pty", "the container init")["fds"][0])
+            cleanup.callback(console.close)
+        ours.expect("ready", "the container init")
+    except ChildVanished as e:
+        raise ContainerError(_why_vanished(e, init, cgroup, spec)) from None
     pid = init.pid
 
     state = State(
@@ -149,6 +155,19 @@ def launch(
     )
     store.save(state)
     return Launched(state=state, channel=ours, cgroup=cgroup, init=init, console=console)
+
+
+def _why_vanished(e: ChildVanished, child: Child, cgroup: Cgroup, spec: Spec) -> str:
+    """Explain a child that died without a report: usually the kernel killed it."""
+    status = child.reap()
+    message = str(e)
+    if status is not None and os.WIFSIGNALED(status):
+        message += f" (killed by {signal.Signals(os.WTERMSIG(status)).name})"
+    if cgroup.oom_kills():
+        limit = spec.linux.resources.get("memory", {}).get("limit")
+        message += (f": the container's cgroup ran out of memory "
+                    f"(linux.resources.memory.limit is {limit})")
+    return message
 
 
 def start(launched: Launched, store: StateStore) -> None:
@@ -187,9 +206,13 @@ def write_pid_file(path: str, pid: int, cleanup: contextlib.ExitStack) -> None:
     """Write atomically (engines poll for this file); removed when the container is gone."""
     path = os.path.abspath(path)
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise ContainerError(f"--pid-file {path}: {e.strerror}") from None
     cleanup.callback(_unlink_quietly, path)
 
 

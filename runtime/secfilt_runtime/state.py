@@ -25,11 +25,16 @@ OCI_VERSION = "1.3.0"
 _ID_RE = re.compile(r"^[\w+\-.]+$")
 
 
+_MAX_ID = 255  # it names a directory under --root
+
+
 def check_id(container_id: str) -> None:
     if not container_id or container_id in (".", "..") or not _ID_RE.match(container_id):
         raise StateError(
             f"invalid container id {container_id!r}: use letters, digits, '_', '+', '-' and '.'"
         )
+    if len(container_id) > _MAX_ID:
+        raise StateError(f"invalid container id: longer than {_MAX_ID} characters")
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -97,11 +102,15 @@ class StateStore:
     def reserve(self, container_id: str) -> Iterator[str]:
         """Create the container's directory exclusively; remove it if the block fails."""
         path = self._dir(container_id)
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
         try:
+            os.makedirs(self.root, mode=0o711, exist_ok=True)
             os.mkdir(path, 0o711)
         except FileExistsError:
+            if not os.path.isdir(self.root):
+                raise StateError(f"--root {self.root}: not a directory") from None
             raise StateError(f"container with id {container_id} already exists") from None
+        except OSError as e:
+            raise StateError(f"--root {self.root}: cannot create {path}: {e.strerror}") from None
         try:
             yield path
         except BaseException:

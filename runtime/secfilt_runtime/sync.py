@@ -17,6 +17,10 @@ from .errors import ContainerError
 _MAX_MESSAGE = 65536
 
 
+class ChildVanished(ContainerError):
+    """The process at the other end closed the channel without reporting why."""
+
+
 class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -53,7 +57,7 @@ class Channel:
         """Receive a message of the given type; an error message or EOF becomes ContainerError."""
         msg = self.recv()
         if msg is None:
-            raise ContainerError(f"{who} exited during setup without a report")
+            raise ChildVanished(f"{who} exited during setup without a report")
         if msg["type"] == "error":
             raise ContainerError(msg["message"])
         if msg["type"] != type_:

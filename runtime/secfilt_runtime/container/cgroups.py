@@ -430,6 +430,22 @@ class Cgroup:
                 return self.paths[key]
         return next(iter(self.paths.values()), None)
 
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer took from this cgroup."""
+        d = self.paths.get(UNIFIED if self.version == 2 else "memory")
+        if d is None:
+            return 0
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        try:
+            text = _read(os.path.join(d, name))
+        except OSError:
+            return 0
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
     # -- creation --
 
     def create(self) -> None:

@@ -12,6 +12,7 @@ return into the runtime's code.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -30,7 +31,10 @@ def _fail(chan: Channel, exc: BaseException) -> NoReturn:
     if isinstance(exc, SecfiltError):
         message = str(exc)
     elif isinstance(exc, OSError):
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        # the innermost frame that is not the syscall wrapper says which step failed
+        frames = traceback.extract_tb(exc.__traceback__)
+        frame = next((f for f in reversed(frames) if not f.filename.endswith("kernel.py")),
+                     frames[-1])
         message = f"container setup: {exc} (in {frame.name})"
     else:
         message = "container setup: internal error: " + "".join(
@@ -72,7 +76,14 @@ def _stage1(chan: Channel, spec: Spec, plan: NamespacePlan) -> None:
                 f"linux.namespaces: cannot create {', '.join(sorted(plan.new))}: "
                 f"{os.strerror(e.errno)}"
             ) from None
-    pid = kernel.clone_process(kernel.CLONE_PARENT)
+    try:
+        pid = kernel.clone_process(kernel.CLONE_PARENT)
+    except OSError as e:
+        message = f"cannot create the container's init: {os.strerror(e.errno)}"
+        limit = spec.linux.resources.get("pids", {}).get("limit")
+        if e.errno == errno.EAGAIN and limit:
+            message += f" (linux.resources.pids.limit is {limit})"
+        raise SecfiltError(message) from None
     if pid == 0:
         init_main(chan, spec)
     chan.send("init-pid", pid=pid)
