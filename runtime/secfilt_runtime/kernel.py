@@ -67,6 +67,25 @@ MS_SHARED = 0x100000
 MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
 MS_LAZYTIME = 0x2000000
+MS_I_VERSION = 0x800000
+
+# mount_setattr(2) attributes (struct mount_attr), for the recursive rro, rnosuid, ... options
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+AT_RECURSIVE = 0x8000
+AT_EMPTY_PATH = 0x1000
+
+# statfs(2) f_type values
+PROC_SUPER_MAGIC = 0x9FA0
+CGROUP2_SUPER_MAGIC = 0x63677270
 
 MNT_DETACH = 0x2
 UMOUNT_NOFOLLOW = 0x8
@@ -220,6 +239,19 @@ class _OpenHow(ctypes.Structure):
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
     return _syscall("openat2", dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how))
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(path: str, attr_set: int, attr_clr: int, flags: int = 0, dirfd: int = -100
+                  ) -> None:
+    """mount_setattr(2) on the mount at `path` (AT_RECURSIVE in flags: the whole subtree)."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    _syscall("mount_setattr", dirfd, _b(path), ctypes.c_uint(flags), ctypes.byref(attr),
+             ctypes.sizeof(attr))
 
 
 def pidfd_open(pid: int) -> int:

@@ -36,17 +36,27 @@ def node_mode(device: Device) -> int:
     return _TYPE_BITS[device.type] | (mode & 0o7777)
 
 
+def defaults_not_in(devices: tuple[Device, ...]) -> tuple[Device, ...]:
+    """The default devices that linux.devices does not redefine (its entry wins, as in runc)."""
+    taken = {paths.clean(d.path) for d in devices}
+    return tuple(d for d in DEFAULT_DEVICES if d.path not in taken)
+
+
 def create(root_fd: int, devices: tuple[Device, ...], field: str) -> None:
     """Create each device inside the root. Where mknod is refused (a user namespace), bind-mount
     the host's node onto an empty file instead, as runc does."""
     for i, device in enumerate(devices):
         where = f"{field}[{i}] ({device.path})"
-        parent, name = os.path.split(os.path.normpath(device.path))
+        parent, name = os.path.split(paths.clean(device.path))
+        if parent == "/dev" and name == "ptmx":
+            continue  # /dev/ptmx is the link to the devpts instance's own ptmx, see create_links
         try:
             with paths.opened(paths.make_in_root(root_fd, parent, want_dir=True)) as dir_fd:
                 _create_one(root_fd, dir_fd, name, device)
         except OSError as e:
-            raise ContainerError(f"{where}: {os.strerror(e.errno or 0)}") from None
+            raise ContainerError(f"{where}: create {device.type} device {device.major}:"
+                                 f"{device.minor}: {e.strerror or os.strerror(e.errno or 0)}"
+                                 ) from None
 
 
 def _create_one(root_fd: int, dir_fd: int, name: str, device: Device) -> None:
@@ -107,3 +117,29 @@ def create_links(root_fd: int, devpts: bool) -> None:
                 pass
             except OSError as e:
                 raise ContainerError(f"{path}: cannot link to {target}: {e.strerror}") from None
+
+
+def reopen_dev_null() -> None:
+    """After pivot_root: stdio left on the host's /dev/null moves to the container's, as in runc,
+    so that nothing of the host stays open across the exec."""
+    try:
+        fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        raise ContainerError(f"/dev/null: cannot open in the container: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not _is_dev_null(st):
+            raise ContainerError("/dev/null: in the container it is not the null device (1:3)")
+        for std in (0, 1, 2):
+            try:
+                other = os.fstat(std)
+            except OSError:
+                continue
+            if _is_dev_null(other) and (other.st_dev, other.st_ino) != (st.st_dev, st.st_ino):
+                os.dup2(fd, std, inheritable=True)
+    finally:
+        os.close(fd)
+
+
+def _is_dev_null(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)

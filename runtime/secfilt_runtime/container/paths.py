@@ -8,16 +8,62 @@ the O_PATH handle it returns names the very inode that was checked: mounting ont
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from collections.abc import Iterator
 
 from .. import kernel
 
 _IN_ROOT = kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_MAGICLINKS
+_MAX_LINKS = 40  # the kernel's own limit on symlinks followed in one lookup (MAXSYMLINKS)
+
+
+def clean(path: str) -> str:
+    """`path` as an absolute, lexically normal container path ("//dev/./pts/" -> "/dev/pts")."""
+    return "/" + "/".join(components(os.path.normpath("/" + path)))
 
 
 def components(path: str) -> list[str]:
     return [c for c in path.split("/") if c not in ("", ".")]
+
+
+def resolve_in_root(root: str, unsafe_path: str) -> str:
+    """The host path that `unsafe_path` names when `root` is "/", like runc's securejoin.
+
+    Every symlink is followed as the kernel would inside a chroot: an absolute target restarts
+    at `root`, ".." stops at `root`. Components that do not exist are appended as they are (so
+    the result can be created), a ".." after one removes it. The answer is only as good as the
+    moment it was computed: to act on the path, prefer the descriptors of open_in_root and
+    make_in_root, which cannot be redirected afterwards.
+    """
+    root = os.path.abspath(root)
+    todo = components(unsafe_path)
+    done: list[str] = []
+    links = 0
+    while todo:
+        name = todo.pop(0)
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, name)
+        try:
+            st = os.lstat(here)
+        except (FileNotFoundError, NotADirectoryError):
+            done.append(name)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > _MAX_LINKS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), unsafe_path)
+            target = os.readlink(here)
+            if target.startswith("/"):
+                done = []
+            todo = components(target) + todo
+            continue
+        done.append(name)
+    return os.path.join(root, *done)
 
 
 def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
@@ -29,32 +75,60 @@ def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
 def make_in_root(root_fd: int, path: str, want_dir: bool, mode: int = 0o755) -> int:
     """Open `path` inside the root, creating it (and missing parents, as directories) first.
 
-    Returns an O_PATH descriptor. Each missing component is created relative to the handle of
-    its already resolved parent, so a symlink planted on the way cannot move the creation out
-    of the root.
+    Returns an O_PATH descriptor. The walk goes one component at a time from the handle of the
+    already resolved parent, never following a symlink by name: a link's target is read and
+    walked in turn, from the root when absolute, with ".." stopping at the root. So a dangling
+    link in the image (etc/resolv.conf -> ../run/...) is created inside the root, and nothing
+    planted on the way can move the creation out of it.
     """
-    parts = components(path)
     with contextlib.suppress(FileNotFoundError):
         return open_in_root(root_fd, path)
-    parent = os.dup(root_fd)
+    stack = [os.dup(root_fd)]  # handles of the directories walked so far; [0] is the root
     try:
-        for i, name in enumerate(parts):
-            prefix = "/".join(parts[: i + 1])
+        todo = components(path)
+        links = 0
+        while todo:
+            name = todo.pop(0)
+            if name == "..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                continue
+            parent = stack[-1]
             try:
-                fd = open_in_root(root_fd, prefix)
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
             except FileNotFoundError:
-                if i == len(parts) - 1 and not want_dir:
-                    os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
-                                     | os.O_CLOEXEC, 0o644, dir_fd=parent))
+                if todo or want_dir:
+                    with contextlib.suppress(FileExistsError):  # lost a race: use the winner
+                        os.mkdir(name, mode, dir_fd=parent)
                 else:
-                    os.mkdir(name, mode, dir_fd=parent)
-                fd = open_in_root(root_fd, prefix)
-            os.close(parent)
-            parent = fd
-        return parent
-    except BaseException:
-        os.close(parent)
-        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY
+                                         | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent))
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                os.close(fd)
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+                target = os.readlink(name, dir_fd=parent)
+                if target.startswith("/"):
+                    while len(stack) > 1:
+                        os.close(stack.pop())
+                todo = components(target) + todo
+                continue
+            if todo and not stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+            stack.append(fd)
+        return stack.pop()
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+def mkdir_p_in_root(root_fd: int, path: str, mode: int = 0o755) -> int:
+    """`mkdir -p` of `path` inside the root; returns an O_PATH descriptor of the directory."""
+    return make_in_root(root_fd, path, want_dir=True, mode=mode)
 
 
 def fd_path(fd: int) -> str:

@@ -2,13 +2,17 @@
 
 Runs in the init, in its own mount namespace. Every mount target inside the rootfs is opened
 with paths.make_in_root and mounted through /proc/self/fd/N, so a symlink in the image cannot
-send a mount (or a device node) onto the host.
+send a mount (or a device node) onto the host. Nothing here may import lazily: after
+pivot_root the host's filesystem, and its Python modules, are gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import stat
+from dataclasses import dataclass, field
 
 from .. import kernel
 from ..errors import ContainerError
@@ -16,6 +20,36 @@ from ..spec import Mount, Spec
 from . import devices, mountopts, paths
 
 _CGROUP_ROOT = "/sys/fs/cgroup"
+# The only files under /proc that may be mounted over: lxcfs emulates them (runc's list).
+_PROC_MOUNTABLE = frozenset({
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/crypto/fips_enabled",
+})
+_UNSUPPORTED_OPTIONS = {"idmap": "id-mapped mounts", "ridmap": "id-mapped mounts"}
+_CGROUP_FLAGS = kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC
+
+
+@dataclass(frozen=True)
+class _Hierarchy:
+    """One cgroup hierarchy of the host and the init's cgroup in it."""
+
+    name: str  # basename of the host's mount point: "memory", "cpu,cpuacct", "systemd", "unified"
+    mount_point: str  # on the host
+    fstype: str  # cgroup or cgroup2
+    data: str  # mount data for a fresh mount: "memory", "none,name=systemd"; "" for cgroup2
+    rel: str | None  # the init's cgroup relative to the mount's root; None: not visible in it
+
+
+@dataclass
+class _Setup:
+    root: str
+    root_fd: int
+    bundle: str
+    cgroup_ns: bool
+    hierarchies: list[_Hierarchy] | None = None
+    # (what, path in the root) of tmpfs and /dev mounts to make read-only once /dev is populated
+    readonly_later: list[tuple[str, str]] = field(default_factory=list)
 
 
 def prepare(spec: Spec) -> None:
@@ -24,211 +58,449 @@ def prepare(spec: Spec) -> None:
     # The host's own root needs no pivot: the container works on this namespace's copy of it.
     host_root = os.path.realpath(root) == "/"
     propagation = mountopts.root_propagation(spec.linux.rootfs_propagation)
-    _mount(None, "/", None, propagation, what="linux.rootfsPropagation")
+    _mount(None, "/", None, propagation, what="linux.rootfsPropagation",
+           action="set the propagation of /")
     if not host_root:
-        _make_parent_private(root)
-        _mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, what=f"root.path ({root})")
-    cgroup_ns = spec.linux.namespace("cgroup") is not None
-    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        _parent_not_shared(root, propagation)
+        _mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, what=f"root.path ({root})",
+               action=f"bind {root} onto itself")
     try:
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ContainerError(f"root.path ({root}): {e.strerror}") from None
+    setup_dev = not any(
+        paths.clean(m.destination) == "/dev" and mountopts.parse(m.options, m.type).bind
+        for m in spec.mounts
+    )
+    try:
+        ctx = _Setup(root, root_fd, spec.bundle, spec.linux.namespace("cgroup") is not None)
         for i, m in enumerate(spec.mounts):
-            _mount_entry(root_fd, spec.bundle, i, m, cgroup_ns)
-        dev_is_bound = any(
-            os.path.normpath(m.destination) == "/dev" and mountopts.parse(m.options, m.type).bind
-            for m in spec.mounts
-        )
-        if not dev_is_bound:
-            devices.create(root_fd, devices.DEFAULT_DEVICES, "default devices")
-            devpts = any(os.path.normpath(m.destination) == "/dev/pts" for m in spec.mounts)
+            _mount_entry(ctx, i, m)
+        if setup_dev:
+            devices.create(root_fd, devices.defaults_not_in(spec.linux.devices),
+                           "default devices")
+            devices.create(root_fd, spec.linux.devices, "linux.devices")
+            devpts = any(paths.clean(m.destination) == "/dev/pts"
+                         for m in spec.mounts)
             devices.create_links(root_fd, devpts)
-        devices.create(root_fd, spec.linux.devices, "linux.devices")
+        for what, path in ctx.readonly_later:
+            _remount_in_root(root_fd, path, kernel.MS_RDONLY, what)
     finally:
         os.close(root_fd)
     if host_root:
         os.chdir("/")
     else:
         _pivot_root(root)
-    # Applied to the new "/" only now, so that a shared propagation never reaches the host.
-    if spec.linux.rootfs_propagation and not propagation & kernel.MS_PRIVATE:
-        _mount(None, "/", None, propagation, what="linux.rootfsPropagation")
+    # Applied to the new "/" only now, so that it never reaches the host's "/"; private and
+    # slave were applied to the root's parent already.
+    if spec.linux.rootfs_propagation and not propagation & (kernel.MS_PRIVATE | kernel.MS_SLAVE):
+        _mount(None, "/", None, propagation, what="linux.rootfsPropagation",
+               action="set the propagation of the container's /")
+    if setup_dev:
+        devices.reopen_dev_null()
 
 
 def finalize(spec: Spec) -> None:
     """After pivot_root and sysctl: read-only paths, masked paths, read-only root."""
     for i, path in enumerate(spec.linux.readonly_paths):
         _readonly(path, f"linux.readonlyPaths[{i}] ({path})")
+    masked: set[str] = set()
     for i, path in enumerate(spec.linux.masked_paths):
-        _mask(path, f"linux.maskedPaths[{i}] ({path})")
+        if paths.clean(path) not in masked:
+            masked.add(paths.clean(path))
+            _mask(path, f"linux.maskedPaths[{i}] ({path})")
     if spec.root.readonly:
         _remount("/", kernel.MS_BIND | kernel.MS_RDONLY, "root.readonly")
 
 
+def _err(what: str, action: str, e: OSError) -> ContainerError:
+    reason = os.strerror(e.errno) if e.errno else str(e)
+    return ContainerError(f"{what}: {action}: {reason}")
+
+
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None,
-           *, what: str) -> None:
+           *, what: str, action: str) -> None:
     try:
         kernel.mount(source, target, fstype, flags, data)
     except OSError as e:
-        raise ContainerError(f"{what}: {e.strerror}") from None
+        raise _err(what, action, e) from None
 
 
-def _remount(path: str, flags: int, what: str) -> None:
+def _remount(path: str, flags: int, what: str, shown: str | None = None) -> None:
     """Remount keeping the flags already on the mount: in a user namespace they are locked, and
     dropping one (nosuid, say) would fail; elsewhere keeping them only adds restrictions."""
+    shown = shown or path
     try:
         kept = mountopts.flags_from_statvfs(os.statvfs(path).f_flag)
     except OSError as e:
-        raise ContainerError(f"{what}: {path}: {e.strerror}") from None
-    _mount(None, path, None, kernel.MS_REMOUNT | flags | kept, what=f"{what}: remount {path}")
+        raise _err(what, f"statvfs {shown}", e) from None
+    if flags & mountopts.ATIME_FLAGS:
+        kept &= ~mountopts.ATIME_FLAGS
+    _mount(None, path, None, kernel.MS_REMOUNT | flags | kept, what=what,
+           action=f"remount {shown} {_flag_names(flags)}")
 
 
-def _make_parent_private(root: str) -> None:
-    """pivot_root refuses a new root whose parent mount is shared; the bind of the root must
-    not propagate to the host either. Only this namespace's copy of the mount changes."""
-    best = "/"
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mount_point = line.split()[4].replace("\\040", " ")
-            if (root == mount_point or root.startswith(mount_point.rstrip("/") + "/")) and \
-                    len(mount_point) > len(best):
-                best = mount_point
-    _mount(None, best, None, kernel.MS_PRIVATE, what=f"root.path ({root}): parent mount {best}")
+def _flag_names(flags: int) -> str:
+    names = [name for name, bit in (("ro", kernel.MS_RDONLY), ("nosuid", kernel.MS_NOSUID),
+                                    ("nodev", kernel.MS_NODEV), ("noexec", kernel.MS_NOEXEC))
+             if flags & bit]
+    return ",".join(names) or "with its flags"
 
 
-def _mount_entry(root_fd: int, bundle: str, index: int, m: Mount, cgroup_ns: bool) -> None:
+def _parent_not_shared(root: str, propagation: int) -> None:
+    """pivot_root refuses a new root whose parent mount is shared, and the bind of the root
+    must not propagate to the host either. Walk up from the root to the first mount point
+    (mount(2) says EINVAL for a directory that is not one), as runc does."""
+    flag = kernel.MS_SLAVE if propagation & kernel.MS_SLAVE else kernel.MS_PRIVATE
+    path = root
+    while True:
+        try:
+            kernel.mount(None, path, None, flag)
+            return
+        except OSError as e:
+            if e.errno != errno.EINVAL or path == "/":
+                raise _err(f"root.path ({root})", f"make the mount at {path} not shared", e
+                           ) from None
+        path = os.path.dirname(path)
+
+
+def _host_path(fd: int) -> str:
+    return os.readlink(paths.fd_path(fd))
+
+
+def _in_root(ctx: _Setup, fd: int, what: str) -> str:
+    """The container path of what `fd` names; refuses anything outside the root or the root."""
+    real = _host_path(fd)
+    rel = os.path.relpath(real, ctx.root)
+    if rel == "." or rel == ".." or rel.startswith("../"):
+        raise ContainerError(f"{what}: the mount point resolves to {real}, "
+                             + ("the root itself" if rel == "." else "outside the root"))
+    return "/" + rel
+
+
+def _mount_entry(ctx: _Setup, index: int, m: Mount) -> None:
     what = f"mounts[{index}] ({m.destination})"
     opts = mountopts.parse(m.options, m.type)
-    if m.type == "cgroup" or m.type == "cgroup2":
-        _mount_cgroup(root_fd, m, opts, cgroup_ns, what)
+    for opt in opts.extra:
+        if opt in _UNSUPPORTED_OPTIONS:
+            raise ContainerError(f"{what}: option {opt!r}: {_UNSUPPORTED_OPTIONS[opt]} are not "
+                                 "supported")
+    dest = paths.clean(m.destination)
+    if dest == "/":
+        raise ContainerError(f"{what}: cannot mount over the container's root")
+    if m.type in ("cgroup", "cgroup2") and not opts.bind:
+        _mount_cgroup(ctx, m, opts, what)
         return
     source = m.source
     want_dir = True
     if opts.bind:
         if not source:
             raise ContainerError(f"{what}: a bind mount needs a source")
-        source = source if os.path.isabs(source) else os.path.join(bundle, source)
+        source = os.path.normpath(os.path.join(ctx.bundle, source))  # relative: to the bundle
         try:
-            want_dir = os.path.isdir(source)
-        except OSError:
-            want_dir = True
-        if not os.path.exists(source):
-            raise ContainerError(f"{what}: source {source}: No such file or directory")
+            want_dir = stat.S_ISDIR(os.stat(source).st_mode)
+        except OSError as e:
+            raise _err(what, f"bind source {source}", e) from None
+    elif m.type in ("proc", "sysfs"):
+        _ordinary_directory(ctx, dest, m.type, what)
     try:
-        target_fd = paths.make_in_root(root_fd, m.destination, want_dir)
+        existed = True
+        try:
+            target_fd = paths.open_in_root(ctx.root_fd, dest)
+        except FileNotFoundError:
+            existed = False
+            target_fd = paths.make_in_root(ctx.root_fd, dest, want_dir)
     except OSError as e:
-        raise ContainerError(f"{what}: cannot create the mount point: {e.strerror}") from None
-    try:
-        target = paths.fd_path(target_fd)
+        raise _err(what, f"create the mount point {dest} in {ctx.root}", e) from None
+    with paths.opened(target_fd):
+        where = _in_root(ctx, target_fd, what)
+        shown = _host_path(target_fd)
+        _check_proc(where, m, opts, source, what)
         if opts.bind:
-            rec = kernel.MS_REC if opts.recursive else 0
-            _mount(source, target, None, kernel.MS_BIND | rec, what=f"{what}: bind {source}")
-            if opts.bind_remount_flags:
-                _remount_in_root(root_fd, m.destination, opts.bind_remount_flags, what)
+            flags = kernel.MS_BIND | (kernel.MS_REC if opts.recursive else 0)
+            _mount(source, paths.fd_path(target_fd), None, flags, what=what,
+                   action=f"bind {source} on {shown}")
         else:
-            _mount(source or m.type, target, m.type, opts.flags, opts.data or None,
-                   what=f"{what}: mount {m.type}")
-        for flag in opts.propagation:
-            _remount_target = _reopen(root_fd, m.destination, what)
+            fstype = m.type or "none"
+            flags, data = opts.flags, opts.data
+            if fstype == "tmpfs" and existed:
+                # the tmpfs keeps the mode of the directory it covers unless mode= says otherwise
+                mode = stat.S_IMODE(os.fstat(target_fd).st_mode)
+                data = f"mode={mode:04o}" + ("," + data if data else "")
+            if (fstype == "tmpfs" or dest == "/dev") and flags & kernel.MS_RDONLY:
+                flags &= ~kernel.MS_RDONLY  # files and devices go in first: ro once done
+                ctx.readonly_later.append((what, where))
+            _mount(m.source or fstype, paths.fd_path(target_fd), fstype, flags, data or None,
+                   what=what, action=f"mount {fstype} on {shown}")
+    # the handle used as the target names the directory under the new mount: walk again
+    with paths.opened(_reopen(ctx, where, shown, what)) as fd:
+        if opts.bind and (opts.bind_remount_flags or opts.cleared):
+            _bind_remount(fd, opts, what, shown)
+        if opts.rec_attr_set or opts.rec_attr_clr:
             try:
-                _mount(None, paths.fd_path(_remount_target), None, flag,
-                       what=f"{what}: propagation")
-            finally:
-                os.close(_remount_target)
-    finally:
-        os.close(target_fd)
+                kernel.mount_setattr("", opts.rec_attr_set, opts.rec_attr_clr,
+                                     kernel.AT_RECURSIVE | kernel.AT_EMPTY_PATH, dirfd=fd)
+            except OSError as e:
+                raise _err(what, f"set the recursive mount attributes of {shown}", e) from None
+        for flag in opts.propagation:
+            _mount(None, paths.fd_path(fd), None, flag, what=what,
+                   action=f"set the propagation of {shown}")
 
 
-def _reopen(root_fd: int, destination: str, what: str) -> int:
-    """A handle on what is now mounted at `destination`: the handle used as the mount target
-    still names the directory underneath the new mount, a new walk of the path crosses it."""
+def _ordinary_directory(ctx: _Setup, dest: str, fstype: str, what: str) -> None:
+    """proc and sysfs go on a directory of that very name: a symlink in the image at /proc must
+    not move them elsewhere in the root (runc refuses it too)."""
+    parent, name = os.path.split(dest)
     try:
-        return paths.open_in_root(root_fd, destination)
+        with paths.opened(paths.make_in_root(ctx.root_fd, parent, want_dir=True)) as pfd:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
     except OSError as e:
-        raise ContainerError(f"{what}: {e.strerror}") from None
+        raise _err(what, f"look up {dest} in {ctx.root}", e) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ContainerError(f"{what}: {fstype} must be mounted on a directory, and {dest} in "
+                             f"{ctx.root} is not one (a symlink or a file)")
 
 
-def _remount_in_root(root_fd: int, destination: str, flags: int, what: str) -> None:
-    with paths.opened(_reopen(root_fd, destination, what)) as fd:
-        _remount(paths.fd_path(fd), kernel.MS_BIND | flags, what)
-
-
-def _mount_cgroup(root_fd: int, m: Mount, opts: mountopts.MountOptions, own_ns: bool,
-                  what: str) -> None:
-    """Mount the container's view of the cgroup hierarchies at m.destination.
-
-    In a cgroup namespace each hierarchy is mounted afresh and shows the namespace's root; without
-    one, the container's own cgroup directories are bound from the host, as runc does.
-    """
-    hierarchies = _own_cgroups()
-    flags = opts.flags | kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC
-    try:
-        dest_fd = paths.make_in_root(root_fd, m.destination, want_dir=True)
-    except OSError as e:
-        raise ContainerError(f"{what}: cannot create the mount point: {e.strerror}") from None
-    try:
-        if list(hierarchies) == [""]:  # a pure cgroup v2 host
-            if own_ns:
-                _mount("cgroup2", paths.fd_path(dest_fd), "cgroup2", flags, what=what)
-            else:
-                _bind(root_fd, os.path.join(_CGROUP_ROOT, hierarchies[""].lstrip("/")),
-                      m.destination, flags, what)
+def _check_proc(where: str, m: Mount, opts: mountopts.MountOptions, source: str | None,
+                what: str) -> None:
+    """Nothing may be mounted over /proc's files, which could fake or hide what the kernel
+    reports (e.g. /proc/self/attr), except the few that lxcfs emulates; only a procfs goes on
+    /proc itself."""
+    if where != "/proc" and not where.startswith("/proc/"):
+        return
+    if where == "/proc":
+        if opts.bind and source:
+            try:
+                if kernel.statfs_type(source) == kernel.PROC_SUPER_MAGIC:
+                    return
+            except OSError as e:
+                raise _err(what, f"statfs {source}", e) from None
+        elif m.type == "proc":
             return
-        _mount("tmpfs", paths.fd_path(dest_fd), "tmpfs", flags & ~kernel.MS_RDONLY, "mode=755",
-               what=f"{what}: tmpfs")
-    finally:
-        os.close(dest_fd)
-    for controllers, cgroup_path in hierarchies.items():
-        name = "unified" if controllers == "" else controllers.removeprefix("name=")
-        host_dir = os.path.join(_CGROUP_ROOT, name)
-        if not os.path.isdir(host_dir):
-            continue
-        sub = os.path.join(m.destination, name)
-        if not own_ns:
-            _bind(root_fd, os.path.join(host_dir, cgroup_path.lstrip("/")), sub, flags,
-                  f"{what}: {name}")
-            continue
-        fstype, data = ("cgroup2", None) if controllers == "" else ("cgroup", controllers)
-        if controllers.startswith("name="):
-            data = "none," + controllers
-        with paths.opened(_make(root_fd, sub, what)) as fd:
-            _mount(fstype, paths.fd_path(fd), fstype, flags, data, what=f"{what}: {name}")
-    if opts.flags & kernel.MS_RDONLY:
-        _remount_in_root(root_fd, m.destination, kernel.MS_RDONLY, what)
+        raise ContainerError(f"{what}: only a proc filesystem can be mounted on /proc")
+    if where in _PROC_MOUNTABLE:
+        return
+    raise ContainerError(f"{what}: {where} is inside /proc, where only "
+                         f"{', '.join(sorted(_PROC_MOUNTABLE))} may be mounted over")
 
 
-def _make(root_fd: int, path: str, what: str) -> int:
+def _reopen(ctx: _Setup, where: str, shown: str, what: str) -> int:
+    """A handle on what is now mounted at `where` (a path with no symlinks left in it)."""
     try:
-        return paths.make_in_root(root_fd, path, want_dir=True)
+        fd = paths.open_in_root(ctx.root_fd, where)
     except OSError as e:
-        raise ContainerError(f"{what}: cannot create {path}: {e.strerror}") from None
+        raise _err(what, f"open {shown} after mounting", e) from None
+    if _host_path(fd) != shown:
+        os.close(fd)
+        raise ContainerError(f"{what}: {shown} was moved while it was being mounted")
+    return fd
 
 
-def _bind(root_fd: int, source: str, destination: str, flags: int, what: str) -> None:
-    with paths.opened(_make(root_fd, destination, what)) as fd:
-        _mount(source, paths.fd_path(fd), None, kernel.MS_BIND, what=f"{what}: bind {source}")
-    if flags & mountopts.BIND_REMOUNT_FLAGS:
-        _remount_in_root(root_fd, destination, flags & mountopts.BIND_REMOUNT_FLAGS, what)
+def _bind_remount(fd: int, opts: mountopts.MountOptions, what: str, shown: str) -> None:
+    """A bind mount takes its flags only from a second, remounting call. Ask for exactly the
+    requested flags first; if the kernel refuses because the source's mount has locked flags (a
+    user namespace), repeat those, unless the config asked to clear one of them."""
+    target = paths.fd_path(fd)
+    flags = kernel.MS_BIND | kernel.MS_REMOUNT | (opts.flags & mountopts.BIND_REMOUNT_FLAGS)
+    try:
+        kernel.mount(None, target, None, flags)
+        return
+    except OSError as e:
+        if e.errno != errno.EPERM:
+            raise _err(what, f"remount {shown} {_flag_names(flags)}", e) from None
+        first = e
+    try:
+        locked = mountopts.flags_from_statvfs(os.statvfs(target).f_flag) & mountopts.LOCKED_FLAGS
+    except OSError as e:
+        raise _err(what, f"statvfs {shown}", e) from None
+    stuck = locked & opts.cleared & ~mountopts.ATIME_FLAGS
+    if stuck:
+        raise ContainerError(f"{what}: remount {shown}: cannot clear the locked flags "
+                             f"{_flag_names(stuck)} of the source's mount: "
+                             f"{os.strerror(first.errno)}")
+    asked_atime = opts.flags & mountopts.ATIME_FLAGS
+    if asked_atime and asked_atime != locked & mountopts.ATIME_FLAGS:
+        raise ContainerError(f"{what}: remount {shown}: the source's mount has locked atime "
+                             f"flags that differ from the requested ones: "
+                             f"{os.strerror(first.errno)}")
+    if not asked_atime:
+        flags |= locked & mountopts.ATIME_FLAGS
+    _mount(None, target, None, flags | (locked & ~mountopts.ATIME_FLAGS), what=what,
+           action=f"remount {shown} {_flag_names(flags)} keeping its locked flags")
 
 
-def _own_cgroups() -> dict[str, str]:
-    """/proc/self/cgroup as {controllers: path}; "" is the cgroup v2 hierarchy."""
-    out = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            out[controllers] = path
+def _remount_in_root(root_fd: int, where: str, flags: int, what: str) -> None:
+    try:
+        fd = paths.open_in_root(root_fd, where)
+    except OSError as e:
+        raise _err(what, f"open {where}", e) from None
+    with paths.opened(fd):
+        _remount(paths.fd_path(fd), kernel.MS_BIND | flags, what, shown=_host_path(fd))
+
+
+def _mount_cgroup(ctx: _Setup, m: Mount, opts: mountopts.MountOptions, what: str) -> None:
+    """The container's view of the cgroup hierarchies at m.destination.
+
+    On a cgroup v2 host, cgroup2 itself. Otherwise a tmpfs holding one directory per hierarchy
+    (co-mounted controllers get symlinks, "cpu" -> "cpu,cpuacct"): in a cgroup namespace each
+    hierarchy is mounted afresh and shows the namespace's root; without one, the container's own
+    cgroup directories are bound from the host, as runc does.
+    """
+    dest = paths.clean(m.destination)
+    if ctx.hierarchies is None:
+        ctx.hierarchies = _hierarchies(ctx.root, what)
+    flags = opts.flags | _CGROUP_FLAGS
+    unified_only = [h.name for h in ctx.hierarchies] == [""]
+    # "cgroup2" asks for the v2 hierarchy alone, even on a host that also has v1 ones
+    v2 = next((h for h in ctx.hierarchies if h.fstype == "cgroup2"), None)
+    if m.type == "cgroup2" and v2 is None:
+        raise ContainerError(f"{what}: the host has no cgroup2 hierarchy to mount")
+    try:
+        dest_fd = paths.make_in_root(ctx.root_fd, dest, want_dir=True)
+    except OSError as e:
+        raise _err(what, f"create the mount point {dest} in {ctx.root}", e) from None
+    with paths.opened(dest_fd):
+        where = _in_root(ctx, dest_fd, what)
+        shown = _host_path(dest_fd)
+        if unified_only or m.type == "cgroup2":
+            assert v2 is not None
+            h = v2
+            try:
+                kernel.mount("cgroup2", paths.fd_path(dest_fd), "cgroup2", flags)
+            except OSError as e:
+                # a user namespace without a cgroup namespace may not mount cgroup2: bind it
+                if e.errno not in (errno.EPERM, errno.EBUSY):
+                    raise _err(what, f"mount cgroup2 on {shown}", e) from None
+                source = _own_cgroup_dir(h, what)
+                _mount(source, paths.fd_path(dest_fd), None, kernel.MS_BIND | kernel.MS_REC,
+                       what=what, action=f"bind {source} on {shown}")
+                if flags & mountopts.BIND_REMOUNT_FLAGS:
+                    _remount_in_root(ctx.root_fd, where, flags & mountopts.BIND_REMOUNT_FLAGS,
+                                     what)
+            return
+        _mount("tmpfs", paths.fd_path(dest_fd), "tmpfs", _CGROUP_FLAGS, "mode=755", what=what,
+               action=f"mount tmpfs on {shown}")
+    for h in ctx.hierarchies:
+        sub = os.path.join(where, h.name)
+        try:
+            sub_fd = paths.make_in_root(ctx.root_fd, sub, want_dir=True)
+        except OSError as e:
+            raise _err(what, f"create {sub} in {ctx.root}", e) from None
+        with paths.opened(sub_fd):
+            sub_shown = _host_path(sub_fd)
+            if ctx.cgroup_ns:
+                _mount(h.fstype, paths.fd_path(sub_fd), h.fstype, flags, h.data or None,
+                       what=what, action=f"mount {h.fstype} {h.data} on {sub_shown}".replace(
+                           "  ", " "))
+                continue
+            source = _own_cgroup_dir(h, what)
+            _mount(source, paths.fd_path(sub_fd), None, kernel.MS_BIND | kernel.MS_REC,
+                   what=what, action=f"bind {source} on {sub_shown}")
+        _remount_in_root(ctx.root_fd, sub, flags & mountopts.BIND_REMOUNT_FLAGS, what)
+    with paths.opened(_reopen(ctx, where, shown, what)) as top:
+        for h in ctx.hierarchies:
+            if "," not in h.name:
+                continue
+            for controller in h.name.split(","):
+                try:
+                    os.symlink(h.name, controller, dir_fd=top)
+                except FileExistsError:
+                    pass
+                except OSError as e:
+                    raise _err(what, f"link {where}/{controller} to {h.name}", e) from None
+        for flag in opts.propagation:
+            _mount(None, paths.fd_path(top), None, flag, what=what,
+                   action=f"set the propagation of {shown}")
+    if opts.flags & kernel.MS_RDONLY:
+        ctx.readonly_later.append((what, where))
+
+
+def _hierarchies(root: str, what: str) -> list[_Hierarchy]:
+    """The host's cgroup hierarchies (from this namespace's copy of its mounts) and the init's
+    cgroup in each. A pure cgroup v2 host gives one entry named ""."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = [line.rstrip("\n").split(":", 2) for line in f if line.strip()]
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read().splitlines()
+        pure_v2 = kernel.statfs_type(_CGROUP_ROOT) == kernel.CGROUP2_SUPER_MAGIC
+    except OSError as e:
+        raise _err(what, "read the cgroup hierarchies", e) from None
+    v1_paths = {frozenset(ctrl.split(",")): path for _, ctrl, path in own if ctrl}
+    v2_path = next((path for _, ctrl, path in own if not ctrl), None)
+    out: list[_Hierarchy] = []
+    seen: set[str] = set()
+    for line in mountinfo:
+        fields = line.split()
+        sep = fields.index("-")
+        mount_root, mount_point = _unescape(fields[3]), _unescape(fields[4])
+        fstype, super_opts = fields[sep + 1], fields[sep + 3].split(",")
+        if fstype not in ("cgroup", "cgroup2") or mount_point.startswith(root.rstrip("/") + "/"):
+            continue
+        if fstype == "cgroup2":
+            own_path, key, data = v2_path, "", ""
+        else:
+            controllers = [o for o in super_opts if o in _KNOWN_V1 or o.startswith("name=")]
+            key = ",".join(controllers)
+            own_path = v1_paths.get(frozenset(controllers))
+            data = ("none," + key) if key.startswith("name=") else key
+        if own_path is None or key in seen:
+            continue  # not a hierarchy the init is in, or a second mount of one already seen
+        seen.add(key)
+        rel = os.path.relpath(own_path, mount_root)
+        visible = None if rel == ".." or rel.startswith("../") else rel
+        if pure_v2:
+            return [_Hierarchy("", mount_point, fstype, data, visible)]
+        out.append(_Hierarchy(os.path.basename(mount_point), mount_point, fstype, data, visible))
     return out
+
+
+def _own_cgroup_dir(h: _Hierarchy, what: str) -> str:
+    if h.rel is None:
+        raise ContainerError(f"{what}: the init's cgroup is not visible in the host's mount of "
+                             f"the {h.name or 'cgroup2'} hierarchy at {h.mount_point}")
+    return os.path.normpath(os.path.join(h.mount_point, h.rel))
+
+
+# cgroup v1 controllers, to tell them from the other super options (rw, xattr, noprefix, ...)
+_KNOWN_V1 = frozenset({
+    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio",
+    "perf_event", "hugetlb", "pids", "rdma", "misc",
+})
+
+
+def _unescape(field_: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal \\ooo."""
+    out, i = [], 0
+    while i < len(field_):
+        if field_[i] == "\\" and field_[i + 1:i + 4].isdigit():
+            out.append(chr(int(field_[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field_[i])
+            i += 1
+    return "".join(out)
 
 
 def _pivot_root(root: str) -> None:
     try:
-        os.chdir(root)
-        kernel.pivot_root(".", ".")
-        # the old root is now stacked under "."; detach it without telling the host about it
+        old_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.chdir(root)
+            kernel.pivot_root(".", ".")
+            # The old root is now stacked on the new one. Go to it by handle: "." would name the
+            # new root's mount to mount(2), and its rslave would undo the container's rshared
+            # mounts. Make the old tree rslave so that the detach does not reach the host.
+            os.fchdir(old_root)
+        finally:
+            os.close(old_root)
         kernel.mount(None, ".", None, kernel.MS_SLAVE | kernel.MS_REC)
         kernel.umount2(".", kernel.MNT_DETACH)
         os.chdir("/")
     except OSError as e:
-        raise ContainerError(f"root.path ({root}): pivot_root: {e.strerror}") from None
+        raise _err(f"root.path ({root})", "pivot_root", e) from None
 
 
 def _readonly(path: str, what: str) -> None:
@@ -237,17 +509,38 @@ def _readonly(path: str, what: str) -> None:
     except OSError as e:
         if e.errno == errno.ENOENT:
             return
-        raise ContainerError(f"{what}: {e.strerror}") from None
+        raise _err(what, f"bind {path} onto itself", e) from None
     _remount(path, kernel.MS_BIND | kernel.MS_RDONLY | kernel.MS_NOSUID | kernel.MS_NODEV
              | kernel.MS_NOEXEC, what)
 
 
 def _mask(path: str, what: str) -> None:
+    """Directories get an empty read-only tmpfs, anything else the null device."""
     try:
-        if os.path.isdir(path):
-            kernel.mount("tmpfs", path, "tmpfs", kernel.MS_RDONLY, "size=0")
-        elif os.path.lexists(path):
-            kernel.mount("/dev/null", path, None, kernel.MS_BIND)
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
     except OSError as e:
-        if e.errno != errno.ENOENT:
-            raise ContainerError(f"{what}: {e.strerror}") from None
+        raise _err(what, f"open {path}", e) from None
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            try:
+                kernel.mount("tmpfs", path, "tmpfs", kernel.MS_RDONLY, "nr_blocks=1,nr_inodes=1")
+            except OSError as e:
+                raise _err(what, f"mount an empty read-only tmpfs on {path}", e) from None
+            return
+        _check_dev_null(what)
+        try:
+            kernel.mount("/dev/null", path, None, kernel.MS_BIND)
+        except OSError as e:
+            raise _err(what, f"bind /dev/null on {path}", e) from None
+    finally:
+        os.close(fd)
+
+
+def _check_dev_null(what: str) -> None:
+    with contextlib.suppress(OSError):
+        st = os.stat("/dev/null")
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):
+            return
+    raise ContainerError(f"{what}: cannot mask it: /dev/null is not the null device")
