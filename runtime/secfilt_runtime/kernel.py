@@ -16,9 +16,11 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "clone": 56, "capget": 125, "capset": 126, "openat2": 437,
-               "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424},
+               "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424,
+               "close_range": 436},
     "aarch64": {"pivot_root": 41, "clone": 220, "capget": 90, "capset": 91, "openat2": 437,
-                "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424},
+                "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424,
+                "close_range": 436},
 }
 _NR = _SYSCALLS[platform.machine()]
 
@@ -252,6 +254,13 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int, flags: int = 0, dirfd
     attr = _MountAttr(attr_set, attr_clr, 0, 0)
     _syscall("mount_setattr", dirfd, _b(path), ctypes.c_uint(flags), ctypes.byref(attr),
              ctypes.sizeof(attr))
+
+
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    _syscall("close_range", ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags))
 
 
 def pidfd_open(pid: int) -> int:

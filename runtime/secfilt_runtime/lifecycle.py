@@ -100,8 +100,7 @@ def launch(
     cgroup.create()
     cleanup.callback(cgroup.destroy)
     cleanup.callback(cgroup.kill_all, signal.SIGKILL)
-    if spec.linux.resources:
-        cgroup.apply(spec.linux.resources)
+    cgroup.apply(spec.linux.resources, spec.linux.devices)
 
     ours, theirs = Channel.pair()
     cleanup.callback(ours.close)

@@ -22,14 +22,14 @@ from .errors import StateError
 
 DEFAULT_ROOT = "/run/secfilt-runtime"
 OCI_VERSION = "1.3.0"
-_ID_RE = re.compile(r"^[\w+\-.]+$")
+_ID_RE = re.compile(r"[A-Za-z0-9_+\-.]+")
 
 
 _MAX_ID = 255  # it names a directory under --root
 
 
 def check_id(container_id: str) -> None:
-    if not container_id or container_id in (".", "..") or not _ID_RE.match(container_id):
+    if not container_id or container_id in (".", "..") or not _ID_RE.fullmatch(container_id):
         raise StateError(
             f"invalid container id {container_id!r}: use letters, digits, '_', '+', '-' and '.'"
         )

@@ -21,13 +21,14 @@ import os
 import posixpath
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import kernel
 from ..errors import ConfigError, ContainerError
 from ..log import log
+from ..spec import Device
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270
@@ -228,7 +229,8 @@ class Write:
 
 
 def resource_writes(res: Mapping[str, Any], v2: bool, cur_memory_limit: int | None = None,
-                    has_v1_hugetlb: bool = False) -> list[Write]:
+                    has_v1_hugetlb: bool = False,
+                    linux_devices: Sequence[Device] = ()) -> list[Write]:
     """The cgroupfs writes for linux.resources, in the order they must happen."""
     w: list[Write] = []
     f = _FIELD
@@ -349,13 +351,22 @@ def resource_writes(res: Mapping[str, Any], v2: bool, cur_memory_limit: int | No
             w.append(Write(UNIFIED, f"hugetlb.{h['pageSize']}.max", str(h["limit"]),
                            f"{f}.hugepageLimits[{i}]"))
 
-    if not v2 and res.get("devices"):
-        for i, rule in enumerate(res["devices"]):
+    if not v2:
+        # Always, whatever the config lists: a new cgroup inherits "a *:* rwm" from its parent,
+        # and with CAP_MKNOD that would open every host device.
+        w.append(Write("devices", "devices.deny", "a", f"{f}.devices (deny all first)"))
+        for i, rule in enumerate(res.get("devices") or ()):
             w.append(Write("devices", "devices.allow" if rule.get("allow") else "devices.deny",
                            device_rule_line(rule), f"{f}.devices[{i}]"))
         for rule in DEFAULT_DEVICE_RULES:
             w.append(Write("devices", "devices.allow", device_rule_line(rule),
                            f"{f}.devices (runtime default)"))
+        for i, dev in enumerate(linux_devices):
+            if dev.type in ("c", "u", "b"):
+                rule = {"type": "b" if dev.type == "b" else "c", "major": dev.major,
+                        "minor": dev.minor, "access": "rwm"}
+                w.append(Write("devices", "devices.allow", device_rule_line(rule),
+                               f"linux.devices[{i}]"))
 
     for name, value in (res.get("unified") or {}).items():
         if "/" in name or name in ("", ".", ".."):
@@ -449,11 +460,17 @@ class Cgroup:
     # -- creation --
 
     def create(self) -> None:
+        """Create the directories; refuse a cgroup that already holds processes: they are not
+        the container's, and the teardown would kill them."""
         for key, path in self.paths.items():
             self._mkdirs(path, cpuset=key == "cpuset")
             if key == UNIFIED and self.version == 2:
                 # Not on a hybrid host: its cgroup2 root is the host's, leave it as it is.
                 self._enable_controllers(path)
+        if self.pids():
+            main = self._main_dir()
+            self.destroy()
+            raise ConfigError(f"linux.cgroupsPath: the cgroup {main} already has processes")
 
     def _mkdirs(self, path: str, cpuset: bool) -> None:
         missing: list[str] = []
@@ -522,18 +539,20 @@ class Cgroup:
 
     # -- resources --
 
-    def apply(self, resources: Mapping[str, Any]) -> None:
-        """Write linux.resources. Raises ConfigError/ContainerError naming the field."""
+    def apply(self, resources: Mapping[str, Any], devices: Sequence[Device] = ()) -> None:
+        """Write linux.resources and the device rules (linux.devices are allowed).
+        Raises ConfigError/ContainerError naming the field."""
         v2 = self.version == 2
         cur_limit = None
         if not v2 and "memory" in self.paths:
             with contextlib.suppress(OSError, ValueError):
                 cur_limit = int(_read(os.path.join(self.paths["memory"],
                                                    "memory.limit_in_bytes")))
-        if v2 and resources.get("devices"):
-            log.warning(f"{_FIELD}.devices: not enforced on cgroup v2 (needs an eBPF program, "
-                        "which this runtime does not load)")
-        writes = resource_writes(resources, v2, cur_limit, has_v1_hugetlb="hugetlb" in self.paths)
+        if v2:
+            log.warning(f"{_FIELD}.devices: device access is not restricted on cgroup v2 (needs "
+                        "an eBPF program, which this runtime does not load yet)")
+        writes = resource_writes(resources, v2, cur_limit, has_v1_hugetlb="hugetlb" in self.paths,
+                                 linux_devices=devices)
         for w in writes:
             d = self.paths.get(w.key)
             if d is None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import sys
 import traceback
 from typing import NoReturn
 
@@ -113,7 +112,18 @@ def _init(chan: Channel, spec: Spec) -> NoReturn:
     chan.send("ready")
     chan.expect("start", "the runtime")
     process.apply_identity(spec.process)
-    # The runtime blocked every signal while it forked us; the container starts with none blocked.
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    sys.stdout.flush()
+    _clean_slate()
     process.exec_process(plan)
+
+
+def _clean_slate() -> None:
+    """What the runtime's process holds must not reach the container's: every descriptor but
+    stdio (one inherited from the runtime's caller could name a host directory), ignored or
+    blocked signals, and the parent-death signal (cleared by a uid change, not by execve: keep
+    the behaviour the same for every uid, as runc does)."""
+    kernel.close_range(3, flags=kernel.CLOSE_RANGE_CLOEXEC)
+    for sig in range(1, signal.NSIG):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP, 32, 33):
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)

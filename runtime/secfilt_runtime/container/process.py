@@ -33,6 +33,7 @@ from . import capabilities as caps_mod
 # The PATH runc's default spec and Docker give a container; used when process.env has none.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_UMASK = 0o022
+_MAX_PASSWD = 1 << 20
 
 RLIMITS: dict[str, int] = {
     "RLIMIT_AS": resource.RLIMIT_AS,
@@ -104,14 +105,24 @@ def prepare_env(env: Sequence[str], home: Callable[[], str]) -> tuple[str, ...]:
 
 def passwd_home(uid: int, passwd: str = "/etc/passwd") -> str:
     """The home directory of `uid` in the container's /etc/passwd, "/" when there is none."""
+    # The image is untrusted: a FIFO would block the init, /dev/zero behind a link would
+    # fill its memory. Only a regular file is read, and only its first megabyte.
     try:
-        with open(passwd, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                parts = line.rstrip("\n").split(":")
-                if len(parts) >= 6 and parts[2].isdigit() and int(parts[2]) == uid:
-                    return parts[5] or "/"
+        fd = os.open(passwd, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
-        pass
+        return "/"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "/"
+        text = os.read(fd, _MAX_PASSWD).decode("utf-8", errors="replace")
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 6 and parts[2].isdigit() and int(parts[2]) == uid:
+            return parts[5] or "/"
     return "/"
 
 
@@ -247,13 +258,16 @@ def prepare(spec: Spec) -> ExecPlan:
 
 
 def _fix_stdio_owner(uid: int) -> None:
-    """As runc: give stdio to the container user, so a terminal or /dev/stdout stays usable."""
+    """Give a terminal or pipe on stdio to the container user, so /dev/stdout stays usable.
+    Unlike runc, never a regular file or socket: those are the caller's files on the host."""
     for fd in (0, 1, 2):
         try:
             st = os.fstat(fd)
         except OSError:
             continue
-        if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)):
+        if st.st_uid == uid or not (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):
             continue
         try:
             os.fchown(fd, uid, -1)

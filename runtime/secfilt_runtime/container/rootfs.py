@@ -57,11 +57,16 @@ def prepare(spec: Spec) -> None:
     root = spec.root.path
     # The host's own root needs no pivot: the container works on this namespace's copy of it.
     host_root = os.path.realpath(root) == "/"
-    propagation = mountopts.root_propagation(spec.linux.rootfs_propagation)
-    _mount(None, "/", None, propagation, what="linux.rootfsPropagation",
+    requested = mountopts.root_propagation(spec.linux.rootfs_propagation)
+    # Cut this namespace's copy of the whole tree off from the host first, recursively, whatever
+    # was asked: a shared mount left a peer of the host's would carry the container's mounts
+    # out. The requested propagation is given to the container's own "/" after pivot_root.
+    isolation = kernel.MS_REC | (kernel.MS_PRIVATE if requested & kernel.MS_PRIVATE
+                                 else kernel.MS_SLAVE)
+    _mount(None, "/", None, isolation, what="linux.rootfsPropagation",
            action="set the propagation of /")
     if not host_root:
-        _parent_not_shared(root, propagation)
+        _parent_not_shared(root, isolation)
         _mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, what=f"root.path ({root})",
                action=f"bind {root} onto itself")
     try:
@@ -91,10 +96,8 @@ def prepare(spec: Spec) -> None:
         os.chdir("/")
     else:
         _pivot_root(root)
-    # Applied to the new "/" only now, so that it never reaches the host's "/"; private and
-    # slave were applied to the root's parent already.
-    if spec.linux.rootfs_propagation and not propagation & (kernel.MS_PRIVATE | kernel.MS_SLAVE):
-        _mount(None, "/", None, propagation, what="linux.rootfsPropagation",
+    if spec.linux.rootfs_propagation:
+        _mount(None, "/", None, requested, what="linux.rootfsPropagation",
                action="set the propagation of the container's /")
     if setup_dev:
         devices.reopen_dev_null()
@@ -510,8 +513,8 @@ def _readonly(path: str, what: str) -> None:
         if e.errno == errno.ENOENT:
             return
         raise _err(what, f"bind {path} onto itself", e) from None
-    _remount(path, kernel.MS_BIND | kernel.MS_RDONLY | kernel.MS_NOSUID | kernel.MS_NODEV
-             | kernel.MS_NOEXEC, what)
+    # read-only and nothing more (the flags the mount has are kept by _remount)
+    _remount(path, kernel.MS_BIND | kernel.MS_RDONLY, what)
 
 
 def _mask(path: str, what: str) -> None:
