@@ -166,3 +166,37 @@ def test_terminal_without_devpts_fails_cleanly(runtime, make_bundle):
     r = runtime.run(bundle)
     assert r.returncode != 0
     assert "process.terminal: cannot open /dev/ptmx" in r.stderr
+
+
+def test_sigterm_during_setup_stops_it_and_leaves_nothing(runtime, make_bundle):
+    # thousands of mounts make the setup last long enough to be interrupted in the middle
+    bundle = make_bundle(["true"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["mounts"] += [{"destination": f"/tmp/m{i}", "type": "tmpfs", "source": "tmpfs"}
+                         for i in range(3000)]
+    (bundle / "config.json").write_text(json.dumps(config))
+    proc = runtime.popen("run", "--bundle", str(bundle), "t1")
+    try:
+        deadline = time.monotonic() + 30
+        while not (runtime.state_root / "t1").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert "setup interrupted by SIGTERM; nothing was started" in err
+
+
+def test_terminal_output_reader_going_away_does_not_hang_the_container(runtime, make_bundle):
+    bundle = make_bundle(["sh", "-c", "yes | head -c 2000000; echo done >&2"],
+                         process={"terminal": True})
+    proc = runtime.popen("run", "--bundle", str(bundle), "t1")
+    try:
+        assert proc.stdout.read(10)
+        proc.stdout.close()  # like `| head -c 10`: our reader is gone
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0

@@ -24,7 +24,9 @@ class Console:
             self._saved = termios.tcgetattr(0)
             tty.setraw(0)
         self.resize()
-        threading.Thread(target=self._copy, args=(0, self.master), daemon=True).start()
+        # The input side gets a descriptor of its own: it may sit in read(0) after close(),
+        # and must never write to whatever file reuses the master's number then.
+        threading.Thread(target=self._copy, args=(0, os.dup(self.master)), daemon=True).start()
         self._output = threading.Thread(target=self._copy, args=(self.master, 1), daemon=True)
         self._output.start()
 
@@ -38,12 +40,18 @@ class Console:
 
     @staticmethod
     def _copy(src: int, dst: int) -> None:
-        # ends at EOF, or EIO on the master once the last process holding the slave is gone
+        """Copy until EOF, or EIO on the master once the last holder of the slave is gone. When
+        the destination fails (our reader went away), keep draining the source: a container
+        blocked on a full pty would never exit."""
+        sink_ok = True
         with contextlib.suppress(OSError):
             while data := os.read(src, 65536):
                 view = memoryview(data)
-                while view:
-                    view = view[os.write(dst, view):]
+                while view and sink_ok:
+                    try:
+                        view = view[os.write(dst, view):]
+                    except OSError:
+                        sink_ok = False
 
     def close(self) -> None:
         """After the container exited: let the output drain, restore our terminal."""

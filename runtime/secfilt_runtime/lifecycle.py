@@ -103,6 +103,7 @@ def launch(
     cgroup.apply(spec.linux.resources, spec.linux.devices)
 
     ours, theirs = Channel.pair()
+    ours.while_waiting = _stop_if_told
     cleanup.callback(ours.close)
     for sig in _PYTHON_IGNORED:
         signal.signal(sig, signal.SIG_DFL)
@@ -154,6 +155,19 @@ def launch(
     )
     store.save(state)
     return Launched(state=state, channel=ours, cgroup=cgroup, init=init, console=console)
+
+
+_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+def _stop_if_told() -> None:
+    """During setup nothing runs yet to forward a signal to: stopping means giving up (the
+    caller's cleanup then removes what was created). Other signals stay pending for later."""
+    info = signal.sigtimedwait(_STOP_SIGNALS, 0)
+    if info is not None:
+        raise ContainerError(
+            f"setup interrupted by {signal.Signals(info.si_signo).name}; nothing was started"
+        )
 
 
 def _why_vanished(e: ChildVanished, child: Child, cgroup: Cgroup, spec: Spec) -> str:

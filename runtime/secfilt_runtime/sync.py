@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from .errors import ContainerError
 
-_MAX_MESSAGE = 65536
+_MAX_MESSAGE = 1 << 20
+_POLL_SECONDS = 0.2
 
 
 class ChildVanished(ContainerError):
@@ -24,6 +27,8 @@ class ChildVanished(ContainerError):
 class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        # Called while waiting for a message; raises to give up (the runtime was told to stop).
+        self.while_waiting: Callable[[], None] | None = None
 
     @classmethod
     def pair(cls) -> tuple[Channel, Channel]:
@@ -42,7 +47,14 @@ class Channel:
 
     def recv(self) -> dict[str, Any] | None:
         """The next message, or None at end-of-file. Passed descriptors are in msg["fds"]."""
-        data, fds, _, _ = socket.recv_fds(self.sock, _MAX_MESSAGE, 4)
+        if self.while_waiting is not None:
+            while not select.select([self.sock], [], [], _POLL_SECONDS)[0]:
+                self.while_waiting()
+        data, fds, flags, _ = socket.recv_fds(self.sock, _MAX_MESSAGE, 4)
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            for fd in fds:
+                os.close(fd)
+            raise ContainerError("a message from the container's setup was truncated")
         if not data:
             for fd in fds:
                 os.close(fd)
