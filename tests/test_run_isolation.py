@@ -127,3 +127,46 @@ def test_container_mounts_do_not_propagate_to_the_host(runtime, make_bundle, tmp
             assert "leak-marker" not in f.read()
     finally:
         subprocess.run(["umount", "-R", str(shared)], check=True)
+
+
+def test_read_only_host_root_covers_the_mounts_below_it(runtime, tmp_path):
+    """With root.path "/", every host mount below / is read-only too, not only / itself:
+    a cgroup filesystem left writable would let the container create host cgroups."""
+    escape = Path("/sys/fs/cgroup/pids/secfilt-escape-test")
+    config = {
+        "ociVersion": "1.2.0",
+        "process": {"args": ["sh", "-c", f"mkdir {escape} 2>&1; touch /tmp/ok && echo tmp-ok"],
+                    "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "/", "readonly": True},
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                   {"destination": "/dev", "type": "tmpfs", "source": "tmpfs"},
+                   {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]},
+    }
+    bundle = tmp_path / "hostroot"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(config))
+    try:
+        r = runtime.run(bundle)
+        assert r.returncode == 0, r.stderr
+        assert "Read-only file system" in r.stdout
+        assert "tmp-ok" in r.stdout  # the config's own mounts stay writable
+        assert not escape.exists()
+    finally:
+        if escape.exists():
+            escape.rmdir()
+
+
+def test_host_root_without_its_own_dev_is_refused(runtime, tmp_path):
+    config = {
+        "ociVersion": "1.2.0",
+        "process": {"args": ["true"], "cwd": "/"},
+        "root": {"path": "/"},
+        "linux": {"namespaces": [{"type": "mount"}]},
+    }
+    bundle = tmp_path / "hostroot"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = runtime.run(bundle)
+    assert r.returncode != 0
+    assert "the host's root needs a mount of its own at /dev" in r.stderr

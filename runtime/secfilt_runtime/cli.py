@@ -90,6 +90,11 @@ def main() -> None:
     except SecfiltError as e:
         log.fatal(str(e))
         sys.exit(1)
+    except OSError as e:  # the state directory or the log could not be written
+        log.fatal(f"{e.filename or 'I/O'}: {e.strerror or e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(128 + 2)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ def prepare(spec: Spec) -> None:
                                  else kernel.MS_SLAVE)
     _mount(None, "/", None, isolation, what="linux.rootfsPropagation",
            action="set the propagation of /")
-    if not host_root:
+    if host_root:
+        _host_root_first(spec)
+    else:
         _parent_not_shared(root, isolation)
         _mount(root, root, None, kernel.MS_BIND | kernel.MS_REC, what=f"root.path ({root})",
                action=f"bind {root} onto itself")
@@ -114,6 +116,21 @@ def finalize(spec: Spec) -> None:
             _mask(path, f"linux.maskedPaths[{i}] ({path})")
     if spec.root.readonly:
         _remount("/", kernel.MS_BIND | kernel.MS_RDONLY, "root.readonly")
+
+
+def _host_root_first(spec: Spec) -> None:
+    """The host's own root as the container's: a read-only root is made read-only with every
+    mount below it (this namespace's copies of the host's mounts), before the config's mounts,
+    which stay as the config says. /dev must be the container's own: the default devices
+    would otherwise be made in the host's /dev."""
+    if not any(paths.clean(m.destination) == "/dev" for m in spec.mounts):
+        raise ContainerError("root.path (/): the host's root needs a mount of its own at /dev")
+    if spec.root.readonly:
+        try:
+            kernel.mount_setattr("/", kernel.MOUNT_ATTR_RDONLY, 0, kernel.AT_RECURSIVE)
+        except OSError as e:
+            raise _err("root.readonly", "make / and every mount below it read-only", e
+                       ) from None
 
 
 def _err(what: str, action: str, e: OSError) -> ContainerError:
