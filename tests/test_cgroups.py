@@ -12,6 +12,7 @@ import pytest
 from secfilt_runtime.container import cgroups
 from secfilt_runtime.container.cgroups import UNIFIED, Cgroup, Hierarchy
 from secfilt_runtime.errors import ConfigError, ContainerError
+from secfilt_runtime.spec import Device
 
 MOUNTINFO_HYBRID = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -93,7 +94,8 @@ def test_resource_writes_v1():
     res = {"memory": {"limit": 100 << 20, "reservation": 50 << 20, "swap": 200 << 20},
            "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
            "pids": {"limit": 10}, "blockIO": {"weight": 300}}
-    assert _files(cgroups.resource_writes(res, v2=False, cur_memory_limit=-1)) == [
+    writes = cgroups.resource_writes(res, v2=False, cur_memory_limit=-1)
+    assert _files(w for w in writes if w.key != "devices") == [
         ("memory", "memory.limit_in_bytes", str(100 << 20)),
         ("memory", "memory.memsw.limit_in_bytes", str(200 << 20)),
         ("memory", "memory.soft_limit_in_bytes", str(50 << 20)),
@@ -110,11 +112,13 @@ def test_resource_writes_v1():
 def test_v1_memsw_order_follows_the_kernel_invariant():
     res = {"memory": {"limit": 300, "swap": 400}}
     # current limit 100 < new memsw 400: memsw must grow first
-    assert [w.file for w in cgroups.resource_writes(res, False, cur_memory_limit=100)] == \
-        ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
+    def memory_files(cur: int) -> list[str]:
+        writes = cgroups.resource_writes(res, False, cur_memory_limit=cur)
+        return [w.file for w in writes if w.key == "memory"]
+
+    assert memory_files(100) == ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
     # current limit 1000 >= new memsw: shrink the limit first
-    assert [w.file for w in cgroups.resource_writes(res, False, cur_memory_limit=1000)] == \
-        ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+    assert memory_files(1000) == ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
 
 
 def test_resource_writes_v2():
@@ -155,11 +159,24 @@ def test_device_rules_v1():
                        {"allow": True, "type": "c", "major": 4, "minor": 1, "access": "rw"},
                        {"allow": True, "type": "b", "major": 8, "access": "r"}]}
     lines = [(w.file, w.value) for w in cgroups.resource_writes(res, v2=False)]
-    assert lines[:3] == [("devices.deny", "a"), ("devices.allow", "c 4:1 rw"),
-                         ("devices.allow", "b 8:* r")]
-    assert ("devices.allow", "c 1:3 rwm") in lines[3:]  # runc's defaults follow
-    assert ("devices.allow", "c 136:* rwm") in lines[3:]
+    # the runtime's own deny-all comes first, then the config's rules in order
+    assert lines[:4] == [("devices.deny", "a"), ("devices.deny", "a"),
+                         ("devices.allow", "c 4:1 rw"), ("devices.allow", "b 8:* r")]
+    assert ("devices.allow", "c 1:3 rwm") in lines[4:]  # runc's defaults follow
+    assert ("devices.allow", "c 136:* rwm") in lines[4:]
     assert cgroups.resource_writes(res, v2=True) == []
+
+
+def test_device_rules_v1_deny_all_even_without_resources():
+    """A new cgroup inherits "a *:* rwm": with no rule in the config, everything would pass."""
+    devices = (Device(path="/dev/kmsg", type="c", major=1, minor=11),
+               Device(path="/dev/fifo", type="p"), Device(path="/dev/sda", type="b", major=8))
+    lines = [(w.file, w.value, w.field)
+             for w in cgroups.resource_writes({}, v2=False, linux_devices=devices)]
+    assert lines[0] == ("devices.deny", "a", "linux.resources.devices (deny all first)")
+    assert ("devices.allow", "c 1:11 rwm", "linux.devices[0]") in lines
+    assert ("devices.allow", "b 8:0 rwm", "linux.devices[2]") in lines
+    assert not any(field == "linux.devices[1]" for _, _, field in lines)  # a fifo needs none
 
 
 def test_state_round_trip():
