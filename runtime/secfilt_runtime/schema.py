@@ -109,6 +109,23 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
 
+# Keywords whose message only needs the schema's value and the offending one.
+_TEMPLATES = {
+    "minItems": "needs at least {expected} items",
+    "maxItems": "must have at most {expected} items",
+    "minLength": "must be at least {expected} characters long",
+    "maxLength": "must be at most {expected} characters long",
+    "minimum": "must be at least {expected}, got {value}",
+    "maximum": "must be at most {expected}, got {value}",
+    "exclusiveMinimum": "must be greater than {expected}, got {value}",
+    "exclusiveMaximum": "must be less than {expected}, got {value}",
+    "pattern": "{value} does not match the pattern {expected}",
+    "uniqueItems": "must not contain the same item twice",
+    "additionalProperties": "has fields that are not allowed here",
+    "unevaluatedProperties": "has fields that are not allowed here",
+}
+
+
 def _plain(error: ValidationError, show_value: bool = True) -> str:
     """The problem in words, from the failing keyword (or the subschema's own x-message)."""
     kw, expected, inst = error.validator, error.validator_value, error.instance
@@ -129,30 +146,12 @@ def _plain(error: ValidationError, show_value: bool = True) -> str:
         return f"{_json(inst)} is not one of {', '.join(str(v) for v in expected)}"
     if kw == "const":
         return f"must be {_json(expected)}, got {_json(inst)}"
-    if kw == "minItems":
-        return "must be a non-empty array" if expected == 1 else f"needs at least {expected} items"
-    if kw == "maxItems":
-        return f"must have at most {expected} items"
-    if kw == "minLength":
-        if expected == 1:
-            return "must be a non-empty string"
-        return f"must be at least {expected} characters long"
-    if kw == "maxLength":
-        return f"must be at most {expected} characters long"
-    if kw == "minimum":
-        return f"must be at least {expected}, got {_json(inst)}"
-    if kw == "maximum":
-        return f"must be at most {expected}, got {_json(inst)}"
-    if kw == "exclusiveMinimum":
-        return f"must be greater than {expected}, got {_json(inst)}"
-    if kw == "exclusiveMaximum":
-        return f"must be less than {expected}, got {_json(inst)}"
-    if kw == "pattern":
-        return f"{_json(inst)} does not match the pattern {expected}"
-    if kw == "uniqueItems":
-        return "must not contain the same item twice"
-    if kw in ("additionalProperties", "unevaluatedProperties"):
-        return "has fields that are not allowed here"
+    if kw == "minItems" and expected == 1:
+        return "must be a non-empty array"
+    if kw == "minLength" and expected == 1:
+        return "must be a non-empty string"
+    if kw in _TEMPLATES:
+        return _TEMPLATES[kw].format(expected=expected, value=_json(inst))
     if kw is None or expected is False:
         return "is not allowed here"
     return error.message
