@@ -26,8 +26,6 @@ from .sync import Channel, ChildVanished
 
 # Every signal the runtime forwards or waits for. SIGKILL and SIGSTOP cannot be caught.
 _ALL_SIGNALS = frozenset(range(1, signal.NSIG)) - {signal.SIGKILL, signal.SIGSTOP, 32, 33}
-# Python ignores these at start-up; an ignored disposition would survive execve into the container.
-_PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 @dataclass
@@ -105,16 +103,10 @@ def launch(
     ours, theirs = Channel.pair()
     ours.while_waiting = _stop_if_told
     cleanup.callback(ours.close)
-    for sig in _PYTHON_IGNORED:
-        signal.signal(sig, signal.SIG_DFL)
-    try:
-        stage1 = os.fork()
-        if stage1 == 0:
-            ours.close()
-            stage1_main(theirs, spec, plan)
-    finally:
-        for sig in _PYTHON_IGNORED:
-            signal.signal(sig, signal.SIG_IGN)
+    stage1 = os.fork()
+    if stage1 == 0:
+        ours.close()
+        stage1_main(theirs, spec, plan)
     theirs.close()
     stage1_child = Child(stage1)
     cleanup.callback(stage1_child.kill_and_reap)
