@@ -29,6 +29,7 @@ from .. import kernel
 from ..errors import ConfigError, ContainerError
 from ..log import log
 from ..spec import Device
+from . import mountinfo
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270
@@ -72,31 +73,19 @@ class Hierarchy:
 def parse_mountinfo(text: str) -> dict[str, Hierarchy]:
     """Cgroup hierarchies by key; the first mount of a hierarchy wins."""
     out: dict[str, Hierarchy] = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if "-" not in fields:
-            continue
-        sep = fields.index("-")
-        if len(fields) < sep + 4:
-            continue
-        fstype, super_opts = fields[sep + 1], fields[sep + 3]
-        root, mountpoint = _unescape(fields[3]), _unescape(fields[4])
-        if fstype == "cgroup2":
-            keys = [UNIFIED]
-        elif fstype == "cgroup":
-            keys = [o for o in super_opts.split(",") if o in V1_CONTROLLERS or
-                    o.startswith("name=")]
-        else:
-            continue
-        for key in keys:
-            out.setdefault(key, Hierarchy(key, mountpoint, root))
+    for entry in mountinfo.parse(text):
+        for key in hierarchy_keys(entry):
+            out.setdefault(key, Hierarchy(key, entry.mount_point, entry.root))
     return out
 
 
-def _unescape(s: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo
-    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n") \
-        .replace("\\134", "\\")
+def hierarchy_keys(entry: mountinfo.MountEntry) -> list[str]:
+    """The hierarchy keys a mount shows: its v1 controllers (and name=), or UNIFIED."""
+    if entry.fstype == "cgroup2":
+        return [UNIFIED]
+    if entry.fstype == "cgroup":
+        return [o for o in entry.super_options if o in V1_CONTROLLERS or o.startswith("name=")]
+    return []
 
 
 def parse_proc_cgroup(text: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .. import kernel
 from ..errors import ContainerError
 from ..spec import Mount, Spec
-from . import devices, mountopts, paths
+from . import cgroups, devices, mountinfo, mountopts, paths
 
 _CGROUP_ROOT = "/sys/fs/cgroup"
 # The only files under /proc that may be mounted over: lxcfs emulates them (runc's list).
@@ -442,38 +442,34 @@ def _hierarchies(root: str, what: str) -> list[_Hierarchy]:
     cgroup in each. A pure cgroup v2 host gives one entry named ""."""
     try:
         with open("/proc/self/cgroup") as f:
-            own = [line.rstrip("\n").split(":", 2) for line in f if line.strip()]
+            own_text = f.read()
         with open("/proc/self/mountinfo") as f:
-            mountinfo = f.read().splitlines()
+            mountinfo_text = f.read()
         pure_v2 = kernel.statfs_type(_CGROUP_ROOT) == kernel.CGROUP2_SUPER_MAGIC
     except OSError as e:
         raise _err(what, "read the cgroup hierarchies", e) from None
-    v1_paths = {frozenset(ctrl.split(",")): path for _, ctrl, path in own if ctrl}
-    v2_path = next((path for _, ctrl, path in own if not ctrl), None)
+    own = cgroups.parse_proc_cgroup(own_text)
     out: list[_Hierarchy] = []
     seen: set[str] = set()
-    for line in mountinfo:
-        fields = line.split()
-        sep = fields.index("-")
-        mount_root, mount_point = _unescape(fields[3]), _unescape(fields[4])
-        fstype, super_opts = fields[sep + 1], fields[sep + 3].split(",")
-        if fstype not in ("cgroup", "cgroup2") or mount_point.startswith(root.rstrip("/") + "/"):
+    for entry in mountinfo.parse(mountinfo_text):
+        keys = cgroups.hierarchy_keys(entry)
+        if not keys or entry.mount_point.startswith(root.rstrip("/") + "/"):
             continue
-        if fstype == "cgroup2":
-            own_path, key, data = v2_path, "", ""
-        else:
-            controllers = [o for o in super_opts if o in _KNOWN_V1 or o.startswith("name=")]
-            key = ",".join(controllers)
-            own_path = v1_paths.get(frozenset(controllers))
-            data = ("none," + key) if key.startswith("name=") else key
+        key = ",".join(keys)
+        own_path = own.get(keys[0])
         if own_path is None or key in seen:
             continue  # not a hierarchy the init is in, or a second mount of one already seen
         seen.add(key)
-        rel = os.path.relpath(own_path, mount_root)
+        if entry.fstype == "cgroup2":
+            data = ""
+        else:
+            data = ("none," + key) if key.startswith("name=") else key
+        rel = os.path.relpath(own_path, entry.root)
         visible = None if rel == ".." or rel.startswith("../") else rel
         if pure_v2:
-            return [_Hierarchy("", mount_point, fstype, data, visible)]
-        out.append(_Hierarchy(os.path.basename(mount_point), mount_point, fstype, data, visible))
+            return [_Hierarchy("", entry.mount_point, entry.fstype, data, visible)]
+        out.append(_Hierarchy(os.path.basename(entry.mount_point), entry.mount_point,
+                              entry.fstype, data, visible))
     return out
 
 
@@ -482,26 +478,6 @@ def _own_cgroup_dir(h: _Hierarchy, what: str) -> str:
         raise ContainerError(f"{what}: the init's cgroup is not visible in the host's mount of "
                              f"the {h.name or 'cgroup2'} hierarchy at {h.mount_point}")
     return os.path.normpath(os.path.join(h.mount_point, h.rel))
-
-
-# cgroup v1 controllers, to tell them from the other super options (rw, xattr, noprefix, ...)
-_KNOWN_V1 = frozenset({
-    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio",
-    "perf_event", "hugetlb", "pids", "rdma", "misc",
-})
-
-
-def _unescape(field_: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal \\ooo."""
-    out, i = [], 0
-    while i < len(field_):
-        if field_[i] == "\\" and field_[i + 1:i + 4].isdigit():
-            out.append(chr(int(field_[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field_[i])
-            i += 1
-    return "".join(out)
 
 
 def _pivot_root(root: str) -> None:
