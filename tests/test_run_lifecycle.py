@@ -200,3 +200,19 @@ def test_terminal_output_reader_going_away_does_not_hang_the_container(runtime, 
     finally:
         proc.kill()
     assert proc.returncode == 0
+
+
+def test_debug_text_log(runtime, make_bundle, tmp_path):
+    log = tmp_path / "rt.log"
+    r = runtime("--debug", "--log", str(log), "run", "--bundle", str(make_bundle()), "t1")
+    assert r.returncode == 0, r.stderr
+    lines = log.read_text().splitlines()
+    assert any("level=debug" in line and "init is pid" in line for line in lines)
+    assert all(line.startswith('time="') for line in lines)
+
+
+def test_no_debug_lines_without_debug(runtime, make_bundle, tmp_path):
+    log = tmp_path / "rt.log"
+    r = runtime("--log", str(log), "run", "--bundle", str(make_bundle()), "t1")
+    assert r.returncode == 0, r.stderr
+    assert "level=debug" not in (log.read_text() if log.exists() else "")
