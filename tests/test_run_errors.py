@@ -575,3 +575,11 @@ def test_failure_after_the_init_was_created_leaves_no_process(runtime, make_bund
     assert_failed_cleanly(r, runtime, 'executable file "/no/such/program"', pid_file=pid_file,
                           marker=marker)
     assert _procs_in_cgroup_of("t1") == set()
+
+
+def test_hooks_are_refused_not_ignored(runtime, make_bundle):
+    marker, args = marked("hooks")
+    bundle = make_bundle(args, hooks={"poststart": [{"path": "/bin/true"}]})
+    r, pid_file = run_with_pid_file(runtime, bundle, "t1")
+    assert_failed_cleanly(r, runtime, "hooks.poststart: OCI hooks are not supported yet",
+                          pid_file=pid_file, marker=marker)

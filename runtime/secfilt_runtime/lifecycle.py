@@ -75,6 +75,11 @@ def exit_code(wait_status: int) -> int:
 def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
     """Checks that need the filesystem or cross several fields, done before anything is created."""
     proc = schema.require_process(spec)
+    # Running a container without the hooks it asks for could skip what makes it safe or work
+    # (GPU setup, network plumbing): refuse rather than ignore them.
+    asked = sorted(name for name, hooks in spec.hooks.items() if hooks)
+    if asked:
+        raise ConfigError(f"hooks.{asked[0]}: OCI hooks are not supported yet")
     for warning in process.check(proc):
         log.warning(warning)
     if not os.path.isdir(spec.root.path):
