@@ -583,3 +583,15 @@ def test_hooks_are_refused_not_ignored(runtime, make_bundle):
     r, pid_file = run_with_pid_file(runtime, bundle, "t1")
     assert_failed_cleanly(r, runtime, "hooks.poststart: OCI hooks are not supported yet",
                           pid_file=pid_file, marker=marker)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}},
+     "linux.seccomp: seccomp profiles are not enforced yet"),
+    ({"annotations": {"org.secfilter.read-only": "true"}},
+     'annotations["org.secfilter.read-only"]: secfilter policies are not enforced yet'),
+])
+def test_confinement_not_enforced_yet_is_refused(runtime, make_bundle, changes, message):
+    marker, args = marked("confine")
+    r, pid_file = run_with_pid_file(runtime, make_bundle(args, **changes), "t1")
+    assert_failed_cleanly(r, runtime, message, pid_file=pid_file, marker=marker)

@@ -80,6 +80,15 @@ def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
     asked = sorted(name for name, hooks in spec.hooks.items() if hooks)
     if asked:
         raise ConfigError(f"hooks.{asked[0]}: OCI hooks are not supported yet")
+    # The same for confinement that is not enforced yet: running without it would give the
+    # user a weaker sandbox than the config says.
+    if spec.linux.seccomp is not None:
+        raise ConfigError("linux.seccomp: seccomp profiles are not enforced yet; remove the "
+                          "section to run without one")
+    policy = sorted(k for k in spec.annotations if k.startswith("org.secfilter."))
+    if policy:
+        raise ConfigError(f'annotations["{policy[0]}"]: secfilter policies are not enforced '
+                          "yet")
     for warning in process.check(proc):
         log.warning(warning)
     if not os.path.isdir(spec.root.path):
