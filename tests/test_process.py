@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+from collections.abc import Callable
 
 import pytest
 
@@ -115,22 +116,16 @@ def test_rlimit_names():
     assert str(e.value) == 'process.rlimits[2]: unknown rlimit type "RLIMIT_FOO"'
 
 
-def test_apply_rlimits_error_names_the_field():
-    # Raising the hard limit needs CAP_SYS_RESOURCE: run in a child so the test process keeps
-    # its own limits whatever happens.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        pytest.skip("hard RLIMIT_NOFILE is unlimited")
+def in_child(fn: Callable[[], str]) -> str:
+    """Run fn in a forked child (so this process keeps its own limits) and return what it
+    returned, or the message of what it raised."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        msg = "no error"
+        msg = "?"
         try:
             os.close(r)
-            # Lower first (always allowed), then try to raise above the old hard limit.
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, hard - 1), hard - 1))
-            process.apply_rlimits(Process(args=("x",), cwd="/", rlimits=(
-                Rlimit("RLIMIT_NOFILE", hard, hard),)))
+            msg = fn()
         except BaseException as e:  # noqa: BLE001 - the child must never return into pytest
             msg = str(e)
         finally:
@@ -138,32 +133,38 @@ def test_apply_rlimits_error_names_the_field():
             os._exit(0)
     os.close(w)
     msg = os.read(r, 4096).decode()
+    os.close(r)
     os.waitpid(pid, 0)
-    assert msg == (f"process.rlimits[0] (RLIMIT_NOFILE): cannot set soft={hard} hard={hard}: "
-                   "Operation not permitted")
+    return msg
+
+
+def test_apply_rlimits_error_names_the_field():
+    # Raising the hard limit needs CAP_SYS_RESOURCE, which root lacks here.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("hard RLIMIT_NOFILE is unlimited")
+
+    def raise_above_hard() -> str:
+        # Lower first (always allowed), then try to raise above the old hard limit.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, hard - 1), hard - 1))
+        process.apply_rlimits(Process(args=("x",), cwd="/", rlimits=(
+            Rlimit("RLIMIT_NOFILE", hard, hard),)))
+        return "no error"
+
+    assert in_child(raise_above_hard) == (
+        f"process.rlimits[0] (RLIMIT_NOFILE): cannot set soft={hard} hard={hard}: "
+        "Operation not permitted")
 
 
 def test_apply_rlimits_sets_limits_and_infinity():
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        msg = "?"
-        try:
-            os.close(r)
-            process.apply_rlimits(Process(args=("x",), cwd="/", rlimits=(
-                Rlimit("RLIMIT_NOFILE", 100, 200), Rlimit("RLIMIT_CORE", 2**64 - 1, 2**64 - 1))))
-            msg = repr((resource.getrlimit(resource.RLIMIT_NOFILE),
-                        resource.getrlimit(resource.RLIMIT_CORE)))
-        except BaseException as e:  # noqa: BLE001
-            msg = str(e)
-        finally:
-            os.write(w, msg.encode())
-            os._exit(0)
-    os.close(w)
-    msg = os.read(r, 4096).decode()
-    os.waitpid(pid, 0)
+    def apply() -> str:
+        process.apply_rlimits(Process(args=("x",), cwd="/", rlimits=(
+            Rlimit("RLIMIT_NOFILE", 100, 200), Rlimit("RLIMIT_CORE", 2**64 - 1, 2**64 - 1))))
+        return repr((resource.getrlimit(resource.RLIMIT_NOFILE),
+                     resource.getrlimit(resource.RLIMIT_CORE)))
+
     inf = resource.RLIM_INFINITY
-    assert msg == repr(((100, 200), (inf, inf)))
+    assert in_child(apply) == repr(((100, 200), (inf, inf)))
 
 
 def test_check():
