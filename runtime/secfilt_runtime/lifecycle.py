@@ -10,6 +10,7 @@ import contextlib
 import datetime
 import os
 import signal
+import time
 from dataclasses import dataclass
 
 from . import schema
@@ -111,6 +112,8 @@ def launch(
     log.debug(f"{container_id}: cgroup {cgroup.to_dict()}")
     cgroup.create()
     cleanup.callback(cgroup.destroy)
+    # after the kill: an init whose pid never reached us (stage1 died first) is still our child
+    cleanup.callback(_reap_unknown_children)
     cleanup.callback(cgroup.kill_all, signal.SIGKILL)
     cgroup.apply(spec.linux.resources, spec.linux.devices)
 
@@ -174,6 +177,20 @@ def _stop_if_told() -> None:
         raise ContainerError(
             f"setup interrupted by {signal.Signals(info.si_signo).name}; nothing was started"
         )
+
+
+def _reap_unknown_children() -> None:
+    """Reap what the cgroup kill left as zombies; the runtime has no children of its own."""
+    deadline = time.monotonic() + 1
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
 
 
 def _why_vanished(e: ChildVanished, child: Child, cgroup: Cgroup, spec: Spec) -> str:
