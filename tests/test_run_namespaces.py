@@ -214,3 +214,19 @@ def test_user_namespace_joined_by_path(runtime, make_bundle):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_time_namespace_offsets(runtime, make_bundle):
+    linux = {"namespaces": [*ALL_NEW, {"type": "time"}],
+             "timeOffsets": {"boottime": {"secs": 86400 * 365}, "monotonic": {"secs": 3600}}}
+    r = runtime.run(make_bundle(["cat", "/proc/uptime"], linux=linux))
+    assert r.returncode == 0, r.stderr
+    with open("/proc/uptime") as f:
+        host_uptime = float(f.read().split()[0])
+    assert float(r.stdout.split()[0]) - host_uptime > 86400 * 365 - 60
+
+
+def test_time_offsets_without_a_time_namespace_are_refused(runtime, make_bundle):
+    r = runtime.run(make_bundle(linux={"timeOffsets": {"monotonic": {"secs": 1}}}))
+    assert r.returncode != 0
+    assert "linux.timeOffsets: clock offsets need a new time namespace" in r.stderr

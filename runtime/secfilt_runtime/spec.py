@@ -105,6 +105,7 @@ class Linux:
     cgroups_path: str | None = None
     resources: dict[str, Any] = field(default_factory=dict)
     seccomp: dict[str, Any] | None = None
+    time_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def namespace(self, ns_type: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -234,4 +235,5 @@ def _linux(lx: dict[str, Any]) -> Linux:
         cgroups_path=lx.get("cgroupsPath"),
         resources=dict(lx.get("resources") or {}),
         seccomp=lx.get("seccomp"),
+        time_offsets=dict(lx.get("timeOffsets") or {}),
     )

@@ -75,6 +75,8 @@ def _stage1(chan: Channel, spec: Spec, plan: NamespacePlan) -> None:
                 f"linux.namespaces: cannot create {', '.join(sorted(plan.new))}: "
                 f"{os.strerror(e.errno)}"
             ) from None
+    if spec.linux.time_offsets:
+        namespaces.write_time_offsets(spec.linux.time_offsets)
     try:
         pid = kernel.clone_process(kernel.CLONE_PARENT)
     except OSError as e:

@@ -56,6 +56,8 @@ def plan(linux: Linux) -> NamespacePlan:
             new.add(ns.type)
     if "mount" not in new:
         raise ConfigError("linux.namespaces: a new mount namespace is required for the rootfs")
+    if linux.time_offsets and "time" not in new:
+        raise ConfigError("linux.timeOffsets: clock offsets need a new time namespace")
     if (linux.uid_mappings or linux.gid_mappings) and "user" not in new:
         raise ConfigError("linux.uidMappings: id mappings need a new user namespace")
     if "user" in new and not (linux.uid_mappings and linux.gid_mappings):
@@ -95,6 +97,22 @@ def join(opened: list[tuple[str, str, int]]) -> None:
             ) from None
         finally:
             os.close(fd)
+
+
+def format_time_offsets(offsets: dict[str, dict[str, int]]) -> str:
+    """linux.timeOffsets in the form of /proc/PID/timens_offsets."""
+    return "".join(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n"
+                   for clock, o in sorted(offsets.items()))
+
+
+def write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
+    """Set the clocks of the time namespace just created; possible only while no process is in
+    it yet, that is before the init is cloned."""
+    try:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write(format_time_offsets(offsets))
+    except OSError as e:
+        raise ContainerError(f"linux.timeOffsets: {e.strerror}") from None
 
 
 def format_id_map(mappings: tuple[IdMapping, ...]) -> str:
