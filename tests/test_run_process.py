@@ -130,3 +130,23 @@ def test_no_runtime_file_descriptors_leak_into_the_container(runtime, make_bundl
     bundle = make_bundle(["ls", "/proc/self/fd"])
     fds = sorted(int(fd) for fd in run_ok(runtime, bundle).split())
     assert fds == [0, 1, 2, 3]  # 3 is ls's own directory handle
+
+
+@pytest.mark.parametrize(("domain", "machine"), [("LINUX32", "i686"), ("LINUX", "x86_64")])
+def test_personality_domain(runtime, make_bundle, domain, machine):
+    bundle = make_bundle(["uname", "-m"], linux={"personality": {"domain": domain}})
+    assert run_ok(runtime, bundle).strip() == machine
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"process": {"apparmorProfile": "runtime/default"}},
+     "process.apparmorProfile: security labels are not applied"),
+    ({"process": {"selinuxLabel": "system_u:system_r:container_t:s0"}},
+     "process.selinuxLabel: security labels are not applied"),
+    ({"linux": {"personality": {"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]}}},
+     "linux.personality.flags: not supported"),
+])
+def test_settings_not_applied_are_refused(runtime, make_bundle, changes, message):
+    r = runtime.run(make_bundle(**changes))
+    assert r.returncode != 0
+    assert message in r.stderr

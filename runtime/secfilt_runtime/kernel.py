@@ -265,6 +265,14 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int, flags: int = 0, dirfd
              ctypes.sizeof(attr))
 
 
+PER_LINUX = 0x0000
+PER_LINUX32 = 0x0008
+
+
+def personality(persona: int) -> None:
+    _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
+
+
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
 

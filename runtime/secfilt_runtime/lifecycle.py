@@ -76,6 +76,7 @@ def exit_code(wait_status: int) -> int:
 def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
     """Checks that need the filesystem or cross several fields, done before anything is created."""
     proc = schema.require_process(spec)
+    proc_raw = spec.raw.get("process", {})
     # Running a container without the hooks it asks for could skip what makes it safe or work
     # (GPU setup, network plumbing): refuse rather than ignore them.
     asked = sorted(name for name, hooks in spec.hooks.items() if hooks)
@@ -86,6 +87,14 @@ def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
     if spec.linux.seccomp is not None:
         raise ConfigError("linux.seccomp: seccomp profiles are not enforced yet; remove the "
                           "section to run without one")
+    for field, value in (("process.apparmorProfile", proc_raw.get("apparmorProfile")),
+                         ("process.selinuxLabel", proc_raw.get("selinuxLabel")),
+                         ("linux.mountLabel", spec.raw.get("linux", {}).get("mountLabel"))):
+        if value:
+            raise ConfigError(f"{field}: security labels are not applied by secfilt-runtime")
+    personality = spec.linux.personality or {}
+    if personality.get("flags"):
+        raise ConfigError("linux.personality.flags: not supported (only the domain is)")
     policy = sorted(k for k in spec.annotations if k.startswith("org.secfilter."))
     if policy:
         raise ConfigError(f'annotations["{policy[0]}"]: secfilter policies are not enforced '

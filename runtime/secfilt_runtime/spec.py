@@ -106,6 +106,7 @@ class Linux:
     resources: dict[str, Any] = field(default_factory=dict)
     seccomp: dict[str, Any] | None = None
     time_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
+    personality: dict[str, Any] | None = None
 
     def namespace(self, ns_type: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -236,4 +237,5 @@ def _linux(lx: dict[str, Any]) -> Linux:
         resources=dict(lx.get("resources") or {}),
         seccomp=lx.get("seccomp"),
         time_offsets=dict(lx.get("timeOffsets") or {}),
+        personality=lx.get("personality"),
     )

@@ -114,6 +114,9 @@ def _init(chan: Channel, spec: Spec) -> NoReturn:
     chan.send("ready")
     chan.expect("start", "the runtime")
     process.apply_identity(spec.process)
+    if spec.linux.personality:
+        domain = spec.linux.personality.get("domain", "LINUX")
+        kernel.personality(kernel.PER_LINUX32 if domain == "LINUX32" else kernel.PER_LINUX)
     _clean_slate()
     process.exec_process(plan)
 
