@@ -3,6 +3,8 @@ oomScoreAdj observably take effect inside the container."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from secfilt_runtime.container.capabilities import CAPABILITIES
@@ -150,3 +152,25 @@ def test_settings_not_applied_are_refused(runtime, make_bundle, changes, message
     r = runtime.run(make_bundle(**changes))
     assert r.returncode != 0
     assert message in r.stderr
+
+
+def test_io_priority(runtime, make_bundle):
+    bundle = make_bundle(["ionice", "-p", "1"],
+                         process={"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 6}})
+    assert run_ok(runtime, bundle).strip() == "best-effort: prio 6"
+
+
+def test_scheduler_policy_and_nice(runtime, make_bundle):
+    # /proc/self/stat after the command name: field 19 is nice, field 41 the policy
+    script = ("read -r line < /proc/self/stat; set -- ${line##*) };"
+              " shift 16; echo $1; shift 22; echo $1")
+    bundle = make_bundle(["sh", "-c", script],
+                         process={"scheduler": {"policy": "SCHED_BATCH", "nice": 7}})
+    assert run_ok(runtime, bundle).split() == ["7", str(os.SCHED_BATCH)]
+
+
+def test_unsupported_scheduler_settings_are_refused(runtime, make_bundle):
+    sched = {"policy": "SCHED_DEADLINE", "runtime": 1000, "deadline": 2000, "period": 3000}
+    r = runtime.run(make_bundle(process={"scheduler": sched}))
+    assert r.returncode != 0
+    assert "process.scheduler.policy: SCHED_DEADLINE is not supported" in r.stderr

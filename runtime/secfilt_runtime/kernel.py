@@ -26,10 +26,10 @@ _libc = _load_libc()
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "clone": 56, "capget": 125, "capset": 126, "openat2": 437,
                "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424,
-               "close_range": 436},
+               "close_range": 436, "ioprio_set": 251},
     "aarch64": {"pivot_root": 41, "clone": 220, "capget": 90, "capset": 91, "openat2": 437,
                 "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424,
-                "close_range": 436},
+                "close_range": 436, "ioprio_set": 30},
 }
 _NR = _SYSCALLS[platform.machine()]
 
@@ -263,6 +263,15 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int, flags: int = 0, dirfd
     attr = _MountAttr(attr_set, attr_clr, 0, 0)
     _syscall("mount_setattr", dirfd, _b(path), ctypes.c_uint(flags), ctypes.byref(attr),
              ctypes.sizeof(attr))
+
+
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASS_SHIFT = 13
+
+
+def ioprio_set(io_class: int, level: int) -> None:
+    """The I/O priority of the calling process."""
+    _syscall("ioprio_set", IOPRIO_WHO_PROCESS, 0, (io_class << IOPRIO_CLASS_SHIFT) | level)
 
 
 PER_LINUX = 0x0000

@@ -52,6 +52,8 @@ class Process:
     rlimits: tuple[Rlimit, ...] = ()
     no_new_privileges: bool = False
     oom_score_adj: int | None = None
+    scheduler: dict[str, Any] | None = None
+    io_priority: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,8 @@ def _process(p: dict[str, Any]) -> Process:
         rlimits=tuple(Rlimit(r["type"], r["soft"], r["hard"]) for r in p.get("rlimits") or ()),
         no_new_privileges=bool(p.get("noNewPrivileges", False)),
         oom_score_adj=p.get("oomScoreAdj"),
+        scheduler=p.get("scheduler"),
+        io_priority=p.get("ioPriority"),
     )
 
 

@@ -173,6 +173,7 @@ def check(process: Process, kernel_last_cap: int | None = None) -> list[str]:
     Raises ConfigError; returns warnings for the runtime's log (capabilities skipped for this
     kernel, ambient capabilities the kernel will refuse to raise)."""
     warnings: list[str] = []
+    check_scheduling(process)
     for i, r in enumerate(process.rlimits):
         rlimit_resource(r.type, f"process.rlimits[{i}]")
         if r.soft > r.hard:
@@ -241,12 +242,54 @@ def _verify_cwd(cwd: str) -> None:
         raise ContainerError(f"process.cwd ({cwd}): outside the container ({where})")
 
 
+IO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+SCHED_POLICIES = {"SCHED_OTHER": os.SCHED_OTHER, "SCHED_FIFO": os.SCHED_FIFO,
+                  "SCHED_RR": os.SCHED_RR, "SCHED_BATCH": os.SCHED_BATCH,
+                  "SCHED_IDLE": os.SCHED_IDLE}
+
+
+def check_scheduling(process: Process) -> None:
+    """What the scheduler and I/O priority settings ask that this runtime cannot do."""
+    sched = process.scheduler
+    if sched is not None:
+        if sched["policy"] not in SCHED_POLICIES:
+            raise ConfigError(f"process.scheduler.policy: {sched['policy']} is not supported")
+        for key in ("flags", "runtime", "deadline", "period"):
+            if sched.get(key):
+                raise ConfigError(f"process.scheduler.{key}: not supported (only policy, nice "
+                                  "and priority are)")
+
+
+def apply_scheduling(process: Process) -> None:
+    """Scheduler and I/O priority, set while the init is still privileged (a real-time policy
+    needs CAP_SYS_NICE); both survive execve."""
+    sched = process.scheduler
+    if sched is not None:
+        policy = SCHED_POLICIES[sched["policy"]]
+        try:
+            os.sched_setscheduler(0, policy, os.sched_param(sched.get("priority", 0)))
+            if "nice" in sched:
+                os.setpriority(os.PRIO_PROCESS, 0, sched["nice"])
+        except OSError as e:
+            raise ContainerError(f"process.scheduler ({sched['policy']}): {e.strerror}") from None
+    io = process.io_priority
+    if io is not None:
+        try:
+            kernel.ioprio_set(IO_CLASSES[io["class"]], io.get("priority", 0))
+        except OSError as e:
+            raise ContainerError(
+                f"process.ioPriority ({io['class']} {io.get('priority', 0)}): "
+                f"{os.strerror(e.errno or 0)}"
+            ) from None
+
+
 def prepare(spec: Spec) -> ExecPlan:
     """After pivot_root: limits, cwd, environment and executable. Raises ContainerError."""
     process = spec.process
     if process is None or not process.args:
         raise ConfigError("process.args: must be a non-empty array")
     apply_rlimits(process)
+    apply_scheduling(process)
     if process.oom_score_adj is not None:
         set_oom_score_adj(process.oom_score_adj)
     in_cwd = _chdir(process.cwd)
