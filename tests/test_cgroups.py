@@ -142,8 +142,6 @@ def test_conversions():
     assert cgroups.cpu_weight(2) == 1
     assert cgroups.cpu_weight(262144) == 10000
     assert cgroups.cpu_weight(1024) == 39
-    assert cgroups.io_weight(10) == 1
-    assert cgroups.io_weight(1000) == 10000
     assert cgroups.swap_v2(-1, 100) == "max"
     assert cgroups.swap_v2(None, 100) is None
     with pytest.raises(ConfigError, match="memory.swap: 50 is below memory.limit 100"):

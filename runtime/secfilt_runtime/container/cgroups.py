@@ -174,13 +174,6 @@ def cpu_weight(shares: int) -> int:
     return 1 + ((shares - 2) * 9999) // 262142
 
 
-def io_weight(blkio_weight: int) -> int:
-    """blkio.weight [10, 1000] to io.weight [1, 10000]."""
-    if blkio_weight == 0:
-        return 0
-    return 1 + ((blkio_weight - 10) * 9999) // 990
-
-
 def swap_v2(swap: int | None, limit: int | None) -> str | None:
     """OCI memory.swap is memory+swap; cgroup v2's memory.swap.max is swap alone."""
     if swap is None:
@@ -302,7 +295,7 @@ def resource_writes(res: Mapping[str, Any], v2: bool, cur_memory_limit: int | No
     bio = res.get("blockIO") or {}
     if v2:
         if bio.get("weight"):
-            # io.bfq.weight takes blkio's range as is; io.weight needs converting.
+            # io.bfq.weight takes blkio's range as is
             w.append(Write(UNIFIED, "io.bfq.weight", str(bio["weight"]), f"{f}.blockIO.weight"))
         for name, fname in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
                             ("throttleReadIOPSDevice", "riops"),

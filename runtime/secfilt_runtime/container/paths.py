@@ -28,44 +28,6 @@ def components(path: str) -> list[str]:
     return [c for c in path.split("/") if c not in ("", ".")]
 
 
-def resolve_in_root(root: str, unsafe_path: str) -> str:
-    """The host path that `unsafe_path` names when `root` is "/", like runc's securejoin.
-
-    Every symlink is followed as the kernel would inside a chroot: an absolute target restarts
-    at `root`, ".." stops at `root`. Components that do not exist are appended as they are (so
-    the result can be created), a ".." after one removes it. The answer is only as good as the
-    moment it was computed: to act on the path, prefer the descriptors of open_in_root and
-    make_in_root, which cannot be redirected afterwards.
-    """
-    root = os.path.abspath(root)
-    todo = components(unsafe_path)
-    done: list[str] = []
-    links = 0
-    while todo:
-        name = todo.pop(0)
-        if name == "..":
-            if done:
-                done.pop()
-            continue
-        here = os.path.join(root, *done, name)
-        try:
-            st = os.lstat(here)
-        except (FileNotFoundError, NotADirectoryError):
-            done.append(name)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > _MAX_LINKS:
-                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), unsafe_path)
-            target = os.readlink(here)
-            if target.startswith("/"):
-                done = []
-            todo = components(target) + todo
-            continue
-        done.append(name)
-    return os.path.join(root, *done)
-
-
 def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
     """Open `path` as seen from inside the root; raises OSError (ENOENT, ELOOP, ...)."""
     rel = "/".join(components(path)) or "."
@@ -124,11 +86,6 @@ def make_in_root(root_fd: int, path: str, want_dir: bool, mode: int = 0o755) -> 
     finally:
         for fd in stack:
             os.close(fd)
-
-
-def mkdir_p_in_root(root_fd: int, path: str, mode: int = 0o755) -> int:
-    """`mkdir -p` of `path` inside the root; returns an O_PATH descriptor of the directory."""
-    return make_in_root(root_fd, path, want_dir=True, mode=mode)
 
 
 def fd_path(fd: int) -> str:
