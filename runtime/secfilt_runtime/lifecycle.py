@@ -21,7 +21,7 @@ from .container.cgroups import Cgroup
 from .container.init import stage1_main
 from .errors import ConfigError, ContainerError
 from .log import log
-from .spec import Spec
+from .spec import Process, Spec
 from .state import State, StateStore, proc_start_time
 from .sync import Channel, ChildVanished
 
@@ -76,29 +76,7 @@ def exit_code(wait_status: int) -> int:
 def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
     """Checks that need the filesystem or cross several fields, done before anything is created."""
     proc = schema.require_process(spec)
-    proc_raw = spec.raw.get("process", {})
-    # Running a container without the hooks it asks for could skip what makes it safe or work
-    # (GPU setup, network plumbing): refuse rather than ignore them.
-    asked = sorted(name for name, hooks in spec.hooks.items() if hooks)
-    if asked:
-        raise ConfigError(f"hooks.{asked[0]}: OCI hooks are not supported yet")
-    # The same for confinement that is not enforced yet: running without it would give the
-    # user a weaker sandbox than the config says.
-    if spec.linux.seccomp is not None:
-        raise ConfigError("linux.seccomp: seccomp profiles are not enforced yet; remove the "
-                          "section to run without one")
-    for field, value in (("process.apparmorProfile", proc_raw.get("apparmorProfile")),
-                         ("process.selinuxLabel", proc_raw.get("selinuxLabel")),
-                         ("linux.mountLabel", spec.raw.get("linux", {}).get("mountLabel"))):
-        if value:
-            raise ConfigError(f"{field}: security labels are not applied by secfilt-runtime")
-    personality = spec.linux.personality or {}
-    if personality.get("flags"):
-        raise ConfigError("linux.personality.flags: not supported (only the domain is)")
-    policy = sorted(k for k in spec.annotations if k.startswith("org.secfilter."))
-    if policy:
-        raise ConfigError(f'annotations["{policy[0]}"]: secfilter policies are not enforced '
-                          "yet")
+    refuse_what_is_not_applied(spec, proc)
     for warning in process.check(proc):
         log.warning(warning)
     if not os.path.isdir(spec.root.path):
@@ -107,6 +85,28 @@ def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
     plan = namespaces.plan(spec.linux)
     system.check(spec, plan)
     return plan
+
+
+def refuse_what_is_not_applied(spec: Spec, proc: Process) -> None:
+    """Settings the runtime cannot honour yet are refused, never skipped: a container run
+    without its hooks or its confinement would be weaker than the config says."""
+    asked = sorted(name for name, hooks in spec.hooks.items() if hooks)
+    if asked:
+        raise ConfigError(f"hooks.{asked[0]}: OCI hooks are not supported yet")
+    if spec.linux.seccomp is not None:
+        raise ConfigError("linux.seccomp: seccomp profiles are not enforced yet; remove the "
+                          "section to run without one")
+    for field, value in (("process.apparmorProfile", proc.apparmor_profile),
+                         ("process.selinuxLabel", proc.selinux_label),
+                         ("linux.mountLabel", spec.linux.mount_label)):
+        if value:
+            raise ConfigError(f"{field}: security labels are not applied by secfilt-runtime")
+    if (spec.linux.personality or {}).get("flags"):
+        raise ConfigError("linux.personality.flags: not supported (only the domain is)")
+    policy = sorted(k for k in spec.annotations if k.startswith("org.secfilter."))
+    if policy:
+        raise ConfigError(f'annotations["{policy[0]}"]: secfilter policies are not enforced '
+                          "yet")
 
 
 def launch(

@@ -54,6 +54,8 @@ class Process:
     oom_score_adj: int | None = None
     scheduler: dict[str, Any] | None = None
     io_priority: dict[str, Any] | None = None
+    apparmor_profile: str | None = None
+    selinux_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class Linux:
     seccomp: dict[str, Any] | None = None
     time_offsets: dict[str, dict[str, int]] = field(default_factory=dict)
     personality: dict[str, Any] | None = None
+    mount_label: str | None = None
 
     def namespace(self, ns_type: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -209,6 +212,8 @@ def _process(p: dict[str, Any]) -> Process:
         oom_score_adj=p.get("oomScoreAdj"),
         scheduler=p.get("scheduler"),
         io_priority=p.get("ioPriority"),
+        apparmor_profile=p.get("apparmorProfile"),
+        selinux_label=p.get("selinuxLabel"),
     )
 
 
@@ -242,4 +247,5 @@ def _linux(lx: dict[str, Any]) -> Linux:
         seccomp=lx.get("seccomp"),
         time_offsets=dict(lx.get("timeOffsets") or {}),
         personality=lx.get("personality"),
+        mount_label=lx.get("mountLabel"),
     )
