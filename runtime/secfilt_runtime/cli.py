@@ -31,7 +31,7 @@ class Globals:
 def main_options(
     root: Annotated[str, typer.Option(help="directory of the containers' state")] = DEFAULT_ROOT,
     log_path: Annotated[
-        str | None, typer.Option("--log", help="log file (default: stderr)")  # noqa: UP007
+        str | None, typer.Option("--log", help="log file (default: stderr)")
     ] = None,
     log_format: Annotated[str, typer.Option(help="text or json")] = "text",
     debug: Annotated[bool, typer.Option(help="log debug messages")] = False,
@@ -63,10 +63,10 @@ def run(
         str, typer.Argument(metavar="ID|BUNDLE_DIR", help="container id, or a bundle directory")
     ],
     bundle: Annotated[
-        str | None, typer.Option("--bundle", "-b", help="bundle directory (default: cwd)")  # noqa: UP007
+        str | None, typer.Option("--bundle", "-b", help="bundle directory (default: cwd)")
     ] = None,
     pid_file: Annotated[
-        str | None, typer.Option(help="write the init's pid to this file")  # noqa: UP007
+        str | None, typer.Option(help="write the init's pid to this file")
     ] = None,
 ) -> None:
     """Create and start a container, and wait for it to exit; exits with its status."""
