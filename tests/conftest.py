@@ -8,8 +8,9 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,8 @@ class Runtime:
     """Runs `secfilt-runtime` with a private --root."""
 
     state_root: Path
+    # unique per test: container ids name cgroups (/secfilt-runtime/<id>), which are global
+    cid: str = field(default_factory=lambda: f"t-{uuid.uuid4().hex[:12]}")
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "secfilt_runtime", "--root", str(self.state_root), *args]
@@ -89,8 +92,8 @@ class Runtime:
         return subprocess.Popen(self.argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=self.env(), **kw)
 
-    def run(self, bundle: Path, container_id: str = "t1", **kw) -> Result:
-        return self("run", "--bundle", str(bundle), container_id, **kw)
+    def run(self, bundle: Path, container_id: str | None = None, **kw) -> Result:
+        return self("run", "--bundle", str(bundle), container_id or self.cid, **kw)
 
 
 @pytest.fixture
