@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Per-call cost of the system calls a policy judges, and of those it does not.
+
+For each case one static C loop (bench/progs/sysloop.c) times N calls from inside the process
+and prints ns per call; every variant runs the same binary with the same arguments:
+
+  bare      no sandbox
+  null      bench/null_tracer.py: SECCOMP_RET_TRACE for the call, a Python tracer that only
+            resumes (the floor of the seccomp+ptrace design)
+  secfilt   `secfilt` with a policy under which the call is judged by the tracer and allowed
+  strace    `strace -f --seccomp-bpf -e trace=<call>`: the same selection, traced by strace
+
+Rounds are interleaved (every variant once per round, order rotated) and medians reported, so a
+busy machine slows all variants alike. Nothing here is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+
+
+@dataclass
+class Case:
+    name: str
+    mode: list[str]         # sysloop arguments after N
+    traced: str             # the syscall strace/null trace
+    policy: list[str]       # secfilt options that make the call a judged (or unjudged) one
+    calls: int
+
+
+@dataclass
+class Row:
+    case: str
+    variant: str
+    ns_per_call: float
+    samples: list[float]
+
+
+def build_sysloop(workdir: Path) -> Path:
+    out = workdir / "sysloop"
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(BENCH / "progs" / "sysloop.c")],
+                   check=True)
+    return out
+
+
+def secfilt_command() -> list[str]:
+    found = shutil.which("secfilt")
+    return [found] if found else [sys.executable, "-m", "secfilt_runtime.secfilt_cli"]
+
+
+def variants(case: Case) -> dict[str, list[str]]:
+    out = {
+        "bare": [],
+        "null": [sys.executable, str(BENCH / "null_tracer.py"), case.traced, "--"],
+        "secfilt": [*secfilt_command(), *case.policy],
+    }
+    if shutil.which("strace"):
+        out["strace"] = ["strace", "-f", "--seccomp-bpf", "-e", f"trace={case.traced}",
+                         "-o", "/dev/null"]
+    return out
+
+
+def cases(workdir: Path, quick: bool) -> list[Case]:
+    allowed = workdir / "allowed"
+    allowed.mkdir(exist_ok=True)
+    target = str(allowed / "f")
+    scale = 10 if quick else 1
+    return [
+        Case("write-open (judged)", ["open-write", target], "openat",
+             ["--read-only=1", f"--allow-write={allowed}"], 20000 // scale),
+        Case("connect (judged)", ["connect", "127.0.0.1", "9"], "connect",
+             ["--allowed-netmask=127.0.0.0/8"], 20000 // scale),
+        Case("read-open (BPF only)", ["open-read", "/etc/hostname"], "openat",
+             ["--read-only=1", f"--allow-write={allowed}"], 200000 // scale),
+        Case("getppid (no rule)", ["getppid"], "openat",
+             ["--read-only=1", f"--allow-write={allowed}", "--allowed-netmask=127.0.0.0/8"],
+             2000000 // scale),
+    ]
+
+
+def run_once(prefix: list[str], sysloop: Path, case: Case) -> float:
+    argv = [*prefix, str(sysloop), case.mode[0], str(case.calls), *case.mode[1:]]
+    p = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {p.returncode}: {p.stderr.strip()[-500:]}")
+    return float(p.stdout.split()[-1])
+
+
+def measure(rounds: int = 5, quick: bool = False) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="secfilt-bench-") as tmp:
+        workdir = Path(tmp)
+        sysloop = build_sysloop(workdir)
+        rows: list[Row] = []
+        for case in cases(workdir, quick):
+            runs = variants(case)
+            samples: dict[str, list[float]] = {name: [] for name in runs}
+            names = list(runs)
+            for r in range(rounds):
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    try:
+                        samples[name].append(run_once(runs[name], sysloop, case))
+                    except RuntimeError as e:
+                        print(f"  {case.name} / {name}: {e}", file=sys.stderr)
+            rows += [Row(case.name, name, statistics.median(s), s)
+                     for name, s in samples.items() if s]
+        return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = [f"{'case':24} {'variant':8} {'ns/call':>10} {'x bare':>8} {'x null':>8}"]
+    by_case: dict[str, dict[str, float]] = {}
+    for row in rows:
+        by_case.setdefault(row.case, {})[row.variant] = row.ns_per_call
+    for row in rows:
+        base = by_case[row.case]
+        bare, null = base.get("bare"), base.get("null")
+        lines.append(f"{row.case:24} {row.variant:8} {row.ns_per_call:10.0f} "
+                     f"{row.ns_per_call / bare if bare else float('nan'):8.2f} "
+                     f"{row.ns_per_call / null if null else float('nan'):8.2f}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="10x fewer calls, for a smoke test")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    rows = measure(args.rounds, args.quick)
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
