@@ -402,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="repetitions of each start-up split measurement (default 15)")
     ap.add_argument("--json", type=Path, help="also write the results to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--seccomp-runs", type=int, default=10,
+                    help="runs of the seccomp cold/warm measurement (default 10, 0 skips)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -482,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
                     str(bundles["true"]), "bimport"]
         split = startup_split(cmd, shim, true_med, a.startup_runs, run_argv)
         print_split(split)
+        seccomp_report = None
+        if a.seccomp_runs:
+            seccomp_report = _seccomp_section(tmp, cmd, rootfs, a.seccomp_runs)
 
         leftovers = [str(p) for r in runtimes if r.root and r.root.exists()
                      for p in r.root.iterdir()]
@@ -489,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nwarning: state left behind: {', '.join(leftovers)}", file=sys.stderr)
         if a.json:
             a.json.write_text(json.dumps({**info, "rows": rows, "notes": notes,
-                                          "startup": split, "samples_ms": all_times},
+                                          "startup": split, "seccomp": seccomp_report,
+                                          "samples_ms": all_times},
                                          indent=2) + "\n")
         return 0
     finally:
@@ -500,6 +506,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _seccomp_section(tmp: Path, cmd: list[str], rootfs: Path, runs: int) -> dict[str, Any]:
+    """Cold (compiled) and warm (cached) seccomp filters; see bench/seccomp_cache.py."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import seccomp_cache
+
+    work = tmp / "seccomp"
+    bundle = work / "bundle"
+    bundle.mkdir(parents=True)
+    config = json.loads((REPO / "tests" / "data" / "reference" / "real-configs" /
+                         "podman-4.3-run.json").read_text())
+    spec = {"ociVersion": "1.2.0", "process": {"args": ["/bin/true"], "cwd": "/",
+                                               "env": ["PATH=/bin"]},
+            "root": {"path": str(rootfs), "readonly": True},
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}],
+                      "seccomp": config["linux"]["seccomp"]}}
+    (bundle / "config.json").write_text(json.dumps(spec))
+    run_argv = [*cmd, "--root", "{root}", "run", "--bundle", str(bundle), "{id}"]
+    report = seccomp_cache.measure(work, interpreter_of(cmd), runs, run_argv)
+    seccomp_cache.print_report(report)
+    return report
 
 
 if __name__ == "__main__":
