@@ -1,0 +1,163 @@
+"""The policy's own seccomp filter, as a Profile (default ALLOW): what BPF can decide alone it
+decides (a reading open, a socket family, a forbidden call never stops in the tracer); what
+needs a pointer read goes to the tracer with SECCOMP_RET_TRACE.
+
+A denial the policy must log (a log path, or audit mode) cannot be an ERRNO in BPF: the tracer
+would never see it. Then it is a TRACE too and the tracer denies, or in audit mode allows, and
+logs. What a policy does not restrict costs nothing: an empty policy is an empty filter.
+
+Hardening, for every non-empty policy (what a process could do against ptrace+seccomp):
+- ptrace: a process could trace an untraced child of its own and answer that child's TRACE
+  stops itself, letting everything through;
+- clone with CLONE_UNTRACED: the child would not be auto-attached, and every TRACE stop of an
+  untraced task fails with ENOSYS... unless its parent traces it (ptrace is denied too);
+- clone3: its flags live in a struct BPF cannot read; ENOSYS makes libc fall back to clone;
+- seccomp(SET_MODE_FILTER, NEW_LISTENER): a user-notification filter of its own outranks our
+  TRACE and would let its own listener answer the calls we judge (a plain filter can only add
+  denials: the most severe action wins);
+- process_vm_writev: rewriting a traced sibling's path buffer after the check;
+- open_by_handle_at and io_uring: file and network operations the tracer never sees;
+- ioctl TIOCSTI/TIOCLINUX: input pushed into a terminal shared with whoever started the
+  sandbox runs after it, outside every rule;
+- userfaultfd: a fault handler of its own would hold the tracer's read of a path buffer
+  for as long as it likes (every other task of the container waits behind it).
+personality() is left alone: on x86_64 the syscall ABI comes from the entry instruction, which
+seccomp_data.arch reports, not from the persona.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import socket
+
+from ..seccomp.profile import Action, ArgCondition, Profile, Rule
+from . import decide
+from .model import Policy
+from .syscalls import (
+    BY_NAME,
+    CLONE_UNTRACED,
+    O_ACCMODE,
+    O_CREAT,
+    O_TRUNC,
+    ROUTING_SOCKOPTS,
+    SECCOMP_FILTER_FLAG_NEW_LISTENER,
+    SECCOMP_SET_MODE_FILTER,
+    TTY_INJECTION,
+    Group,
+    names,
+)
+
+ALLOW = Action("SCMP_ACT_ALLOW")
+TRACE = Action("SCMP_ACT_TRACE", data=0)
+ENOSYS = Action("SCMP_ACT_ERRNO", errno=errno_mod.ENOSYS)
+ARCHITECTURES = ("SCMP_ARCH_X86",)
+
+EQ, NE, GT, MASKED_EQ = "SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"
+# open flags that make an open a write: each is its own rule (the rules of a syscall are ORed)
+OPEN_WRITE_CONDITIONS = ((O_ACCMODE, 1), (O_ACCMODE, 2), (O_ACCMODE, 3), (O_CREAT, O_CREAT),
+                         (O_TRUNC, O_TRUNC))
+SOCK_TYPES = range(16)  # socket()'s type & SOCK_TYPE_MASK
+LOW32 = 0xFFFFFFFF  # int arguments: the kernel reads the low half of the register
+
+
+def needs_tracer_for_denials(policy: Policy) -> bool:
+    return policy.log_path is not None or policy.audit
+
+
+def deny_action(policy: Policy) -> Action:
+    """What a call BPF denies alone becomes: ERRNO, or TRACE when the denial must be logged."""
+    if needs_tracer_for_denials(policy):
+        return TRACE
+    return Action("SCMP_ACT_ERRNO", errno=policy.errno)
+
+
+def build(policy: Policy) -> Profile:
+    if policy.is_empty:
+        return Profile(default_action=ALLOW)
+    rules: list[Rule] = []
+    if policy.restricts_writes:
+        rules += write_rules(policy)
+    if policy.restricts_destinations:
+        rules += destination_rules(policy)
+    # libseccomp turns a rule on connect/sendto/... into socketcall rules that test the
+    # socketcall's own registers against the direct call's conditions (sendto's a4 != 0 would
+    # read a register socketcall ignores): every i386 socketcall goes to the tracer instead
+    rules.append(Rule(("socketcall",), TRACE))
+    rules += socket_rules(policy)
+    rules += hardening_rules(policy)
+    return Profile(default_action=ALLOW, rules=tuple(rules), architectures=ARCHITECTURES)
+
+
+def write_rules(policy: Policy) -> list[Rule]:
+    deny = deny_action(policy)
+    # allow-write needs the path judged; plain read-only denies every change without looking
+    judged = TRACE if policy.allow_write else deny
+    rules = [Rule(tuple(n for n in names(Group.WRITE) if BY_NAME[n].only_if is None), judged)]
+    for nr_name, flags_index in (("open", 1), ("openat", 2)):
+        rules += [Rule((nr_name,), judged, (ArgCondition(flags_index, mask, MASKED_EQ, value),))
+                  for mask, value in OPEN_WRITE_CONDITIONS]
+    # chattr through any descriptor
+    # ioctl's request is an unsigned int: the kernel drops the upper half, so must the rule
+    rules += [Rule(("ioctl",), judged, (ArgCondition(1, LOW32, MASKED_EQ, request),))
+              for request in BY_NAME["ioctl"].only_if[1]]  # type: ignore[index]
+    rules.append(Rule(names(Group.MOUNT), deny))
+    # openat2's flags and bind's address family are in memory: only the tracer can tell
+    rules.append(Rule(("openat2", "bind"), TRACE))
+    return rules
+
+
+def destination_rules(policy: Policy) -> list[Rule]:
+    deny = deny_action(policy)
+    return [
+        Rule(("connect", "sendmsg", "sendmmsg"), TRACE),
+        # sendto without an address goes where the socket was connected: judged at connect
+        Rule(("sendto",), TRACE, (ArgCondition(4, 0, NE),)),
+        # source routing sends to the route's first hop, whatever the sockaddr says; the same
+        # options in a sendmsg control message are for the tracer, which reads them
+        *(Rule(("setsockopt",), deny, (ArgCondition(1, LOW32, MASKED_EQ, level),
+                                       ArgCondition(2, LOW32, MASKED_EQ, name)))
+          for level, name in ROUTING_SOCKOPTS),
+    ]
+
+
+def socket_rules(policy: Policy) -> list[Rule]:
+    allowed = decide.socket_rules(policy)
+    deny = deny_action(policy)
+    rules: list[Rule] = []
+    if allowed.families is not None:
+        top = max(allowed.families)
+        # socket()'s family is an int: one equality per refused family up to the largest
+        # allowed, then everything above it (a 64-bit compare, so stray high bits are refused)
+        rules += [Rule(("socket",), deny, (ArgCondition(0, family, EQ),))
+                  for family in range(top) if family not in allowed.families]
+        rules.append(Rule(("socket",), deny, (ArgCondition(0, top, GT),)))
+    inet = [f for f in (socket.AF_INET, socket.AF_INET6)
+            if allowed.families is None or f in allowed.families]
+    if allowed.inet_types is not None:
+        rules += [Rule(("socket",), deny, (ArgCondition(0, family, EQ),
+                                           ArgCondition(1, 0xF, MASKED_EQ, type_)))
+                  for family in inet for type_ in SOCK_TYPES if type_ not in allowed.inet_types]
+    if allowed.inet_protocols is not None:
+        # protocol 0 (the default) is what nearly every program passes: decided here; any
+        # other protocol number is judged by the tracer against decide.socket_family
+        rules += [Rule(("socket",), TRACE, (ArgCondition(0, family, EQ),
+                                            ArgCondition(2, 0, NE)))
+                  for family in inet]
+    return rules
+
+
+def hardening_rules(policy: Policy) -> list[Rule]:
+    deny = deny_action(policy)
+    return [
+        Rule(("ptrace", "process_vm_writev", "open_by_handle_at", "io_uring_setup",
+              "io_uring_enter", "io_uring_register", "userfaultfd"), deny),
+        Rule(("clone",), deny, (ArgCondition(0, CLONE_UNTRACED, MASKED_EQ, CLONE_UNTRACED),)),
+        Rule(("clone3",), ENOSYS),
+        # input pushed into a terminal shared with the starter runs outside the sandbox
+        *(Rule(("ioctl",), deny, (ArgCondition(1, LOW32, MASKED_EQ, request),))
+          for request in TTY_INJECTION),
+        Rule(("seccomp",), deny, (
+            ArgCondition(0, LOW32, MASKED_EQ, SECCOMP_SET_MODE_FILTER),
+            ArgCondition(1, SECCOMP_FILTER_FLAG_NEW_LISTENER, MASKED_EQ,
+                         SECCOMP_FILTER_FLAG_NEW_LISTENER))),
+    ]

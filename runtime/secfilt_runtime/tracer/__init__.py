@@ -1,0 +1,125 @@
+"""The ptrace tracer that serves the policy's SECCOMP_RET_TRACE stops.
+
+- trace_child: in the caller, which is pid's parent (`run` in the foreground, tests);
+- spawn: a detached tracer process for a container (not the init's parent: engines are);
+- add: asks a spawned tracer to seize one more process (`exec`).
+
+Either way pid must wait until it is seized before it loads its filters: a TRACE stop with no
+tracer attached fails the call with ENOSYS, and a task not yet seized would not be followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+
+from .. import kernel
+from ..errors import ContainerError
+from ..policy.model import Policy
+from .control import ControlServer, request_add
+from .loop import Tracer
+
+__all__ = ["add", "spawn", "trace_child"]
+PR_GET_DUMPABLE = 3
+
+
+def trace_child(pid: int, policy: Policy, *, container_id: str | None, log_path: str | None,
+                release: Callable[[], None] | None = None) -> int:
+    """Seize `pid` (the caller's child), call `release` (the child may go on: load its
+    filters, exec), serve it and all its descendants until none is left; pid's wait status.
+
+    The loop reaps with waitpid(-1): the caller should have no other children to wait for.
+    """
+    tracer = Tracer(policy, container_id=container_id, log_path=log_path)
+    tracer.watch.add(pid)
+    # undumpable while serving: a tracee of the same uid could otherwise write the tracer's
+    # memory through /proc/PID/mem or take its descriptors with pidfd_getfd
+    dumpable = kernel.prctl(PR_GET_DUMPABLE)
+    kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+    try:
+        tracer.seize(pid)
+        if release is not None:
+            release()
+        tracer.run()
+    finally:
+        kernel.prctl(kernel.PR_SET_DUMPABLE, dumpable)
+        if tracer.log is not None:
+            tracer.log.close()
+    if pid not in tracer.statuses:
+        raise ContainerError(f"tracer: the exit status of {pid} was not collected")
+    return tracer.statuses[pid]
+
+
+def spawn(pid: int, policy: Policy, *, container_id: str, log_path: str | None,
+          control_socket: str | None) -> int:
+    """Fork a detached tracer that seizes `pid`; its pid once `pid` is seized."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    first = os.fork()
+    if first == 0:  # pragma: no cover - runs in the forked children
+        code = 1
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() == 0:
+                code = _tracer_main(pid, policy, container_id, log_path, control_socket, w)
+            else:
+                code = 0
+        except BaseException as e:  # noqa: BLE001 - reported to the caller through the pipe
+            _report(w, f"error {e}")
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.waitpid(first, 0)
+    with os.fdopen(r, "rb") as f:
+        answer = f.read().decode(errors="replace")
+    if not answer.startswith("ok "):
+        raise ContainerError(f"tracer for {container_id}: "
+                             f"{answer.removeprefix('error ') or 'exited before seizing'}")
+    return int(answer.split()[1])
+
+
+def add(control_socket: str, pid: int) -> None:
+    """Ask the tracer listening on `control_socket` to seize `pid`; returns once seized."""
+    request_add(control_socket, pid)
+
+
+def _report(fd: int, text: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, text.encode())
+
+
+def _tracer_main(pid: int, policy: Policy, container_id: str, log_path: str | None,
+                 control_socket: str | None, report: int) -> int:  # pragma: no cover
+    # undumpable: the container's processes must not ptrace or read the tracer
+    kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    os.chdir("/")  # hold no bundle or state directory busy
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    # nothing of the runtime's (engine pipes, state locks) stays open in a long-lived process
+    kernel.close_range(3, report - 1)
+    kernel.close_range(report + 1)
+    tracer = Tracer(policy, container_id=container_id, log_path=log_path)
+    server = ControlServer(control_socket, tracer.seize) if control_socket else None
+    try:
+        tracer.seize(pid)
+    except OSError as e:
+        _report(report, f"error cannot seize {pid}: {e.strerror}")
+        return 1
+    if server is not None:
+        tracer.pending = server.drain
+        server.start()
+    _report(report, f"ok {os.getpid()}")
+    os.close(report)
+    try:
+        tracer.run()
+    finally:
+        if server is not None:
+            server.close()
+    return 0

@@ -1,0 +1,320 @@
+"""One SECCOMP_RET_TRACE stop -> allow, or deny with an errno: decoded by the architecture the
+registers report, looked up in policy.syscalls, judged by policy.decide.
+
+Outcomes:
+- allowed;
+- denied by a policy rule (logged; in audit mode allowed and logged);
+- answered with the errno the kernel itself would give (EFAULT for a pointer that cannot be
+  read, ENOENT for a missing directory, EEXIST for a name a creating call finds taken, EINVAL
+  for an address length the kernel refuses): nothing could change, nothing to log.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..policy import decide, sockaddr, syscalls
+from ..policy.model import Policy
+from ..policy.syscalls import AUDIT_ARCH_I386, Group, PathArg, Syscall
+from .memory import Memory, Unreadable
+from .resolve import Fails, NotAFile, Resolver, Unjudgeable
+
+SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
+UIO_MAXIOV = 1024   # sendmmsg handles at most this many messages
+CONTROL_MAX = 128 * 1024  # above net.core.optmem_max the kernel answers ENOBUFS anyway
+HARDEN_RULE = "sandbox-integrity"
+RESOLVE_IN_ROOT = 0x10
+ARCH_NAMES = {syscalls.AUDIT_ARCH_X86_64: "x86_64", AUDIT_ARCH_I386: "i386"}
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    errno: int = 0
+    rule: str = ""
+    reason: str = ""
+    log: bool = False                      # a policy denial (or would-be denial in audit)
+    syscall: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+ALLOWED = Decision(True)
+
+
+def s32(value: int) -> int:
+    """An int argument as the kernel reads it: the low half of the register, signed."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+class Judge:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.memory = Memory()
+        self._rule = decide.write_rule(policy)
+
+    def judge(self, tid: int, arch: int, nr: int, args: list[int]) -> Decision:
+        table = syscalls.BY_ARCH.get(arch)
+        if table is None:
+            # the filter only admits the architectures in the table; anything else is foreign
+            return Decision(False, errno.ENOSYS, HARDEN_RULE, f"architecture {arch:#x}", True)
+        compat = arch == AUDIT_ARCH_I386
+        if compat:
+            args = [a & 0xFFFFFFFF for a in args]
+        entry = table.get(nr)
+        try:
+            if compat and nr == syscalls.SOCKETCALL_NR_I386:
+                entry, args = self._socketcall(tid, args)
+                if entry is None:
+                    return ALLOWED
+            if entry is None:
+                return ALLOWED
+            decision = self._dispatch(tid, entry, args, compat)
+        except Unreadable as e:
+            decision = Decision(False, e.errno, reason=str(e))
+        except Fails as e:
+            decision = Decision(False, e.errno, reason=str(e))
+        if decision is ALLOWED:
+            return decision  # shared: never annotated
+        if entry is not None:
+            decision.syscall = entry.name
+        if decision.log and not decision.allowed and self.policy.audit \
+                and decision.rule != HARDEN_RULE:
+            decision.allowed = True
+        return decision
+
+    def _socketcall(self, tid: int, args: list[int]) -> tuple[Syscall | None, list[int]]:
+        call = args[0]
+        name = syscalls.SOCKETCALL.get(call)
+        if name is None:
+            return None, args
+        n = syscalls.SOCKETCALL_NARGS[call]
+        raw = self.memory.read(tid, args[1], 4 * n, "socketcall arguments")
+        return syscalls.BY_NAME[name], list(struct.unpack(f"<{n}I", raw)) + [0] * (6 - n)
+
+    def _dispatch(self, tid: int, entry: Syscall, args: list[int], compat: bool) -> Decision:
+        group = entry.group
+        if entry.name == "ioctl" and args[1] & 0xFFFFFFFF in syscalls.TTY_INJECTION:
+            return Decision(False, self.policy.errno, HARDEN_RULE,
+                            "terminal input injection reaches outside the sandbox", True,
+                            details={"request": args[1] & 0xFFFFFFFF})
+        if group is Group.HARDEN:
+            return self._harden(entry, args)
+        if group is Group.SOCKET:
+            verdict = decide.socket_family(self.policy, s32(args[0]), s32(args[1]),
+                                           s32(args[2]))
+            return self._verdict(verdict, {"family": s32(args[0]), "type": s32(args[1]),
+                                           "protocol": s32(args[2])})
+        if group is Group.NET:
+            return self._net(tid, entry, args, compat)
+        if not self.policy.restricts_writes:
+            return ALLOWED
+        if group is Group.MOUNT:
+            return Decision(False, self.policy.errno, self._rule,
+                            "the mount tree cannot change under a write restriction", True)
+        if group is Group.BIND:
+            return self._bind(tid, args)
+        if entry.only_if is not None and args[entry.only_if[0]] & 0xFFFFFFFF \
+                not in entry.only_if[1]:
+            return ALLOWED
+        if group is Group.OPEN:
+            return self._open(tid, entry, args)
+        return self._write(tid, entry, args)
+
+    # --- verdicts -------------------------------------------------------------------------
+
+    def _verdict(self, verdict: decide.Verdict, details: dict[str, Any]) -> Decision:
+        if verdict.allowed:
+            return ALLOWED
+        return Decision(False, self.policy.errno, verdict.rule, verdict.reason, True,
+                        details=details)
+
+    def _harden(self, entry: Syscall, args: list[int]) -> Decision:
+        name = entry.name
+        if name == "clone" and not args[0] & syscalls.CLONE_UNTRACED:
+            return ALLOWED
+        if name == "clone3":
+            return Decision(False, errno.ENOSYS, reason="clone3 flags cannot be checked")
+        if name == "seccomp" and not (
+                args[0] & 0xFFFFFFFF == syscalls.SECCOMP_SET_MODE_FILTER
+                and args[1] & syscalls.SECCOMP_FILTER_FLAG_NEW_LISTENER):
+            return ALLOWED
+        return Decision(False, self.policy.errno, HARDEN_RULE,
+                        f"{name} would let the process escape the sandbox", True)
+
+    # --- file system ----------------------------------------------------------------------
+
+    def _open(self, tid: int, entry: Syscall, args: list[int]) -> Decision:
+        resolve_flags = 0
+        if entry.how is not None:
+            size = args[entry.how + 1]
+            if size < 24:
+                return Decision(False, errno.EINVAL, reason="open_how too small")
+            flags, _mode, resolve_flags = struct.unpack(
+                "<QQQ", self.memory.read(tid, args[entry.how], 24, "open_how"))
+        else:
+            flags = s32(args[entry.open_flags])  # type: ignore[index]
+        if not syscalls.open_is_write(flags):
+            return ALLOWED
+        follow = not flags & syscalls.O_NOFOLLOW and not syscalls.open_creates_exclusive(flags)
+        arg = entry.paths[0]
+        try:
+            with Resolver(tid) as res:
+                path = self._path_operand(tid, res, arg, args, follow,
+                                          in_root=bool(resolve_flags & RESOLVE_IN_ROOT))
+                verdict = decide.write(self.policy, path)
+                if not verdict.allowed and syscalls.open_creates_exclusive(flags) \
+                        and res.exists(path):
+                    return Decision(False, errno.EEXIST, reason=f"{path} exists")
+        except Unjudgeable as e:
+            return Decision(False, self.policy.errno, self._rule, f"cannot judge: {e}", True)
+        except NotAFile:
+            return ALLOWED
+        return self._verdict(verdict, {"path": path, "flags": flags})
+
+    def _write(self, tid: int, entry: Syscall, args: list[int]) -> Decision:
+        details: dict[str, Any] = {}
+        try:
+            with Resolver(tid) as res:
+                if entry.fd is not None:
+                    fd = s32(args[entry.fd])
+                    path = res.fd_path(fd)
+                    details["fd"], details["path"] = fd, path
+                    return self._verdict(decide.write(self.policy, path), details)
+                for i, arg in enumerate(entry.paths):
+                    flags = s32(args[arg.flags]) if arg.flags is not None else 0
+                    path = self._path_operand(tid, res, arg, args,
+                                              syscalls.follows(arg, flags))
+                    details["path" if i == 0 else f"path{i + 1}"] = path
+                    verdict = decide.write(self.policy, path)
+                    if not verdict.allowed:
+                        if arg.creates and res.exists(path):
+                            return Decision(False, errno.EEXIST, reason=f"{path} exists")
+                        return self._verdict(verdict, details)
+        except Unjudgeable as e:
+            return Decision(False, self.policy.errno, self._rule, f"cannot judge: {e}", True,
+                            details=details)
+        except NotAFile:
+            # a pipe's or socket's mode, owner or times: no file system changes
+            return ALLOWED if len(entry.paths) < 2 else Decision(
+                False, errno.EXDEV, reason="a pipe or socket cannot be linked or renamed")
+        return ALLOWED
+
+    def _path_operand(self, tid: int, res: Resolver, arg: PathArg, args: list[int],
+                      follow: bool, in_root: bool = False) -> str:
+        """The canonical path an operand names (raises Unreadable, Fails, Unjudgeable)."""
+        dirfd = s32(args[arg.dirfd]) if arg.dirfd is not None else syscalls.AT_FDCWD
+        flags = s32(args[arg.flags]) if arg.flags is not None else 0
+        ptr = args[arg.path]
+        if ptr == 0 and arg.null_is_fd:
+            return res.fd_path(dirfd) if dirfd != syscalls.AT_FDCWD else res.cwd()
+        raw = self.memory.string(tid, ptr, "path")
+        if not raw and arg.empty_bit and flags & arg.empty_bit:
+            return res.fd_path(dirfd) if dirfd != syscalls.AT_FDCWD else res.cwd()
+        if raw.startswith(b"/") and not in_root:
+            base = "/"  # the kernel ignores the dirfd of an absolute path, even a bad one
+        else:
+            base = res.cwd() if dirfd == syscalls.AT_FDCWD else res.fd_path(dirfd)
+        if in_root:
+            # openat2 RESOLVE_IN_ROOT: the dirfd is the root, "/" and ".." stop there
+            return res.resolve(raw, base, follow, root=base)
+        return res.resolve(raw, base, follow)
+
+    def _bind(self, tid: int, args: list[int]) -> Decision:
+        length = s32(args[2])
+        if length < 0 or length > SOCKADDR_MAX:
+            return Decision(False, errno.EINVAL, reason=f"address length {length}")
+        raw = self.memory.read(tid, args[1], length, "address")
+        if len(raw) < 3 or struct.unpack_from("=H", raw)[0] != socket.AF_UNIX or raw[2] == 0:
+            return ALLOWED  # not a path: an INET port, an abstract or autobind unix name
+        name = raw[2:].split(b"\0", 1)[0]
+        try:
+            with Resolver(tid) as res:
+                path = res.resolve(name, res.cwd(), follow=False)
+                verdict = decide.write(self.policy, path)
+                if not verdict.allowed and res.exists(path):
+                    return Decision(False, errno.EADDRINUSE, reason=f"{path} exists")
+        except Unjudgeable as e:
+            return Decision(False, self.policy.errno, self._rule, f"cannot judge: {e}", True)
+        return self._verdict(verdict, {"path": path})
+
+    # --- network --------------------------------------------------------------------------
+
+    def _net(self, tid: int, entry: Syscall, args: list[int], compat: bool) -> Decision:
+        if not self.policy.restricts_destinations:
+            return ALLOWED
+        if entry.sockaddr is not None:
+            ptr, length = args[entry.sockaddr[0]], s32(args[entry.sockaddr[1]])
+            if ptr == 0:
+                return ALLOWED  # sendto without an address: where connect() went
+            if length < 0 or length > SOCKADDR_MAX:
+                return Decision(False, errno.EINVAL, reason=f"address length {length}")
+            call = "connect" if entry.name == "connect" else "send"
+            return self._destination(tid, ptr, length, call)
+        if entry.sockopt is not None:
+            option = (s32(args[entry.sockopt[0]]), s32(args[entry.sockopt[1]]))
+            if option in syscalls.ROUTING_SOCKOPTS:
+                return Decision(False, self.policy.errno, decide.destination_rule(self.policy),
+                                "source routing sends to its first hop, not the address",
+                                True, details={"level": option[0], "option": option[1]})
+            return ALLOWED
+        if entry.msghdr is not None:
+            return self._msghdr(tid, args[entry.msghdr], compat)
+        vec, count = args[entry.mmsghdr[0]], min(args[entry.mmsghdr[1]] & 0xFFFFFFFF,  # type: ignore[index]
+                                                  UIO_MAXIOV)
+        size = 32 if compat else 64
+        for i in range(count):
+            decision = self._msghdr(tid, vec + i * size, compat)
+            if not decision.allowed or decision.errno:
+                return decision
+        return ALLOWED
+
+    def _msghdr(self, tid: int, addr: int, compat: bool) -> Decision:
+        if compat:
+            name, namelen, _iov, _iovlen, control, controllen = struct.unpack(
+                "<IiIIII", self.memory.read(tid, addr, 24, "msghdr"))
+        else:
+            name, namelen, _iov, _iovlen, control, controllen = struct.unpack(
+                "<Qi4xQQQQ", self.memory.read(tid, addr, 48, "msghdr"))
+        if namelen < 0:
+            return Decision(False, errno.EINVAL, reason="negative msg_namelen")
+        if controllen and control:
+            routed = self._routing_cmsg(tid, control, controllen, compat)
+            if routed is not None:
+                return routed
+        if name == 0 or namelen == 0:
+            return ALLOWED
+        return self._destination(tid, name, min(namelen, SOCKADDR_MAX), "send")
+
+    def _routing_cmsg(self, tid: int, control: int, length: int, compat: bool
+                      ) -> Decision | None:
+        """A control message that source-routes the datagram (IP_RETOPTS, IPV6_RTHDR), walked
+        as the kernel's __scm_send / CMSG_NXTHDR walk it."""
+        if length > CONTROL_MAX:
+            return Decision(False, errno.ENOBUFS, reason=f"control data of {length} bytes")
+        data = self.memory.read(tid, control, length, "control messages")
+        head, align, fmt = (12, 4, "<Iii") if compat else (16, 8, "<Qii")
+        offset = 0
+        while offset + head <= length:
+            cmsg_len, level, type_ = struct.unpack_from(fmt, data, offset)
+            if cmsg_len < head or cmsg_len > length - offset:
+                return Decision(False, errno.EINVAL, reason="malformed control message")
+            if (level, type_) in syscalls.ROUTING_CMSGS:
+                return Decision(False, self.policy.errno, decide.destination_rule(self.policy),
+                                "a source route sends to its first hop, not the address",
+                                True, details={"level": level, "cmsg": type_})
+            offset += (cmsg_len + align - 1) & ~(align - 1)
+        return None
+
+    def _destination(self, tid: int, ptr: int, length: int, call: str) -> Decision:
+        raw = self.memory.read(tid, ptr, length, "address")
+        dest = sockaddr.parse(raw, length, call)  # type: ignore[arg-type]
+        details: dict[str, Any] = {"family": dest.family}
+        if dest.address is not None:
+            details["address"], details["port"] = str(dest.address), dest.port
+        return self._verdict(decide.destination(self.policy, dest), details)
+

@@ -1,0 +1,44 @@
+"""The policy log: one JSON object per line for each denied call (or, in audit mode, each call
+enforce mode would deny). Opened once, appended to with one write(2) per line (O_APPEND keeps
+lines whole when several tracers share a file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from .judge import ARCH_NAMES, Decision
+
+
+class PolicyLog:
+    def __init__(self, path: str, container_id: str | None) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.container_id = container_id
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def write(self, pid: int, tid: int, arch: int, decision: Decision, audit: bool) -> None:
+        os.write(self.fd, line(self.container_id, pid, tid, arch, decision, audit).encode())
+
+
+def line(container_id: str | None, pid: int, tid: int, arch: int, decision: Decision,
+         audit: bool) -> str:
+    now = time.time()
+    record: dict[str, Any] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        + f".{int(now % 1 * 1e6):06d}Z",
+        "container": container_id,
+        "pid": pid,
+        "tid": tid,
+        "arch": ARCH_NAMES.get(arch, hex(arch)),
+        "syscall": decision.syscall,
+        "args": decision.details,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "action": "audit" if audit and decision.allowed else "deny",
+        "errno": None if decision.allowed else decision.errno,
+    }
+    return json.dumps(record, separators=(",", ":")) + "\n"

@@ -1,0 +1,140 @@
+"""The tracer's event loop: it owns waitpid(-1, __WALL) for every task it traces.
+
+Tasks are seized with PTRACE_SEIZE and options that make every fork, vfork, clone and thread
+auto-attached, every exec reported, every SECCOMP_RET_TRACE stop reported, and the tracees
+killed if the tracer dies (EXITKILL: fail closed). Stops:
+- seccomp stop: judged; a denial sets orig_rax = -1 (skip) and rax = -errno in one SETREGS;
+- group-stop (SIGSTOP, SIGTSTP, ...): PTRACE_LISTEN, so the task stays stopped as it should;
+- signal-delivery-stop: the signal is re-injected;
+- other ptrace events (the auto-attach stop of a new task, fork/clone/exec events): resumed.
+Exit statuses are collected here too, and reach the real parent unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+from collections.abc import Callable
+
+from .. import kernel
+from ..policy.model import Policy
+from .judge import Judge
+from .log import PolicyLog
+
+OPTIONS = (kernel.PTRACE_O_TRACESECCOMP | kernel.PTRACE_O_TRACEFORK
+           | kernel.PTRACE_O_TRACEVFORK | kernel.PTRACE_O_TRACECLONE
+           | kernel.PTRACE_O_TRACEEXEC | kernel.PTRACE_O_EXITKILL)
+_GROUP_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN,
+                                 signal.SIGTTOU})
+_NEW_TASK_EVENTS = frozenset({kernel.PTRACE_EVENT_FORK, kernel.PTRACE_EVENT_VFORK,
+                              kernel.PTRACE_EVENT_CLONE})
+_SKIP = (1 << 64) - 1  # orig_rax = -1
+
+
+class Tracer:
+    def __init__(self, policy: Policy | None, *, container_id: str | None,
+                 log_path: str | None) -> None:
+        # policy None: the null tracer (resume every stop), for measurements
+        self.judge = Judge(policy) if policy is not None else None
+        self.audit = policy.audit if policy is not None else False
+        self.log = PolicyLog(log_path, container_id) if log_path and policy else None
+        self.tasks: set[int] = set()
+        self.statuses: dict[int, int] = {}   # exit statuses of the pids someone asked for
+        self.watch: set[int] = set()
+        self.pending: Callable[[], None] | None = None  # run when a wait is interrupted
+        self._info = kernel.SyscallInfo()
+        self._regs = kernel.UserRegs()
+
+    def seize(self, pid: int) -> None:
+        kernel.ptrace_seize(pid, OPTIONS)
+        self.tasks.add(pid)
+
+    def run(self) -> None:
+        """Serve until no traced task is left."""
+        while self.tasks:
+            try:
+                pid, status = kernel.wait_any(kernel.WALL)
+            except InterruptedError:
+                if self.pending is not None:
+                    self.pending()
+                continue
+            except ChildProcessError:
+                break
+            self._event(pid, status)
+
+    def _event(self, pid: int, status: int) -> None:
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            self.tasks.discard(pid)
+            if pid in self.watch:
+                self.statuses[pid] = status
+            return
+        if not os.WIFSTOPPED(status):
+            return
+        self.tasks.add(pid)  # a new task may report before its parent's fork event
+        sig = os.WSTOPSIG(status)
+        event = status >> 16
+        try:
+            if event == kernel.PTRACE_EVENT_SECCOMP:
+                self._seccomp(pid)
+                kernel.ptrace_cont(pid, 0)
+            elif event in _NEW_TASK_EVENTS:
+                self.tasks.add(kernel.ptrace_geteventmsg(pid))
+                kernel.ptrace_cont(pid, 0)
+            elif event == kernel.PTRACE_EVENT_EXEC:
+                former = kernel.ptrace_geteventmsg(pid)
+                if former != pid:
+                    self.tasks.discard(former)  # a thread exec'd: it took the leader's id
+                kernel.ptrace_cont(pid, 0)
+            elif event == kernel.PTRACE_EVENT_STOP:
+                if sig in _GROUP_STOP_SIGNALS:
+                    kernel.ptrace_listen(pid)
+                else:
+                    kernel.ptrace_cont(pid, 0)
+            elif event:
+                kernel.ptrace_cont(pid, 0)
+            else:
+                kernel.ptrace_cont(pid, sig)  # signal-delivery-stop: deliver it
+        except ProcessLookupError:
+            pass  # killed while stopped (SIGKILL): its exit is reported next
+        except OSError:
+            # a stop that cannot be served is never resumed as if allowed: the task goes
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _seccomp(self, tid: int) -> None:
+        if self.judge is None:
+            return
+        info = self._info
+        kernel.ptrace_syscall_info(tid, info)
+        try:
+            if info.op != kernel.PTRACE_SYSCALL_INFO_SECCOMP:
+                raise ValueError(f"stop of kind {info.op} at a seccomp event")
+            decision = self.judge.judge(tid, info.arch, info.nr, list(info.args))
+        except ProcessLookupError:
+            raise
+        except Exception:  # noqa: BLE001 - whatever went wrong, never let the call through
+            decision = None
+            err = errno.EPERM
+        else:
+            err = decision.errno
+        if decision is not None and decision.log and self.log is not None:
+            self.log.write(_tgid(tid), tid, info.arch, decision, self.audit)
+        if decision is None or not decision.allowed:
+            regs = self._regs
+            kernel.ptrace_getregs(tid, regs)
+            regs.orig_rax = _SKIP
+            regs.rax = (-err) & _SKIP
+            kernel.ptrace_setregs(tid, regs)
+
+
+def _tgid(tid: int) -> int:
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return tid

@@ -1,0 +1,307 @@
+"""Path resolution as the kernel will do it, in the tracee's own view: inside its root
+(/proc/TID/root), from its cwd (/proc/TID/cwd) or a dirfd (/proc/TID/fd/N), component by
+component, following symlinks (the last one only when the call does), clamping `..` at the
+root, and following procfs magic links (/proc/self/fd/N, /proc/self/cwd) to what they name.
+
+The answer is a canonical absolute path in the container's view, the last component possibly
+not existing yet (judged by its parent and name). Two outcomes besides a path:
+- Fails(errno): the kernel would fail the call on its own (ENOENT in the middle, ENOTDIR,
+  ELOOP): the tracer answers that errno, nothing could have changed;
+- Unjudgeable: no canonical path could be established (a descriptor outside the root, a
+  deleted file, a pipe): the call is denied under the policy's rule.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+from .. import kernel
+
+MAX_SYMLINKS = 40
+_O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_DELETED = " (deleted)"
+
+
+class Fails(Exception):
+    def __init__(self, err: int, why: str) -> None:
+        super().__init__(why)
+        self.errno = err
+
+
+class Unjudgeable(Exception):
+    pass
+
+
+class NotAFile(Exception):
+    """A descriptor of a pipe, socket or anonymous inode: in no file system a policy protects,
+    so writing to it (or reopening it through /proc/self/fd/N) changes none."""
+
+
+# d_path of objects on the kernel's internal mounts: "pipe:[123]", "socket:[4]", "anon_inode:x"
+_INTERNAL = ("pipe:", "socket:", "anon_inode:")
+
+
+@dataclass
+class _Dir:
+    parts: list[str]   # canonical components below the root
+    fd: int
+
+
+class Resolver:
+    """Resolution for one stopped task; close() releases its descriptors."""
+
+    def __init__(self, tid: int) -> None:
+        self.tid = tid
+        self._fds: list[int] = []
+        try:
+            self.root_fd = self._keep(os.open(f"/proc/{tid}/root", _O_DIR))
+        except OSError as e:
+            raise Unjudgeable(f"root of task {tid}: {e.strerror}") from None
+        self.root_prefix = os.readlink(f"/proc/self/fd/{self.root_fd}")
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> Resolver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _keep(self, fd: int) -> int:
+        self._fds.append(fd)
+        return fd
+
+    # --- starting points ------------------------------------------------------------------
+
+    def cwd(self) -> str:
+        return self.of_magic(f"/proc/{self.tid}/cwd")
+
+    def fd_path(self, fd: int) -> str:
+        """The canonical path of the tracee's descriptor `fd`."""
+        if fd < 0:
+            raise Fails(errno.EBADF, f"descriptor {fd}")
+        return self.of_magic(f"/proc/{self.tid}/fd/{fd}")
+
+    def of_magic(self, link: str) -> str:
+        try:
+            fd = self._keep(os.open(link, os.O_PATH | os.O_CLOEXEC))
+        except FileNotFoundError:
+            raise Fails(errno.EBADF, f"{link} does not exist") from None
+        except OSError as e:
+            raise Unjudgeable(f"{link}: {e.strerror}") from None
+        return "/" + "/".join(self._canonical(fd))
+
+    def _canonical(self, fd: int) -> list[str]:
+        """The components of the file open as `fd`, checked to name that very inode."""
+        shown = os.readlink(f"/proc/self/fd/{fd}")
+        if shown.startswith(_INTERNAL):
+            raise NotAFile(shown)
+        if not shown.startswith("/") or shown.endswith(_DELETED):
+            raise Unjudgeable(f"{shown!r} is not a path in the container")
+        prefix = self.root_prefix.rstrip("/")
+        if prefix and shown != prefix and not shown.startswith(prefix + "/"):
+            raise Unjudgeable(f"{shown} is outside the root {self.root_prefix}")
+        rest = shown[len(prefix):]
+        parts = [p for p in rest.split("/") if p]
+        # d_path is the tracer's view: it must name the same inode inside the tracee's root
+        try:
+            check = kernel.openat2(self.root_fd, "/" + "/".join(parts), os.O_PATH,
+                                   resolve=kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_SYMLINKS)
+        except OSError as e:
+            raise Unjudgeable(f"{shown}: {e.strerror}") from None
+        try:
+            a, b = os.fstat(check), os.fstat(fd)
+        finally:
+            os.close(check)
+        if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+            raise Unjudgeable(f"{shown} does not name the same file inside the root")
+        return parts
+
+    def exists(self, canonical: str) -> bool:
+        """Whether a canonical path names something (a symlink counts), inside the root."""
+        head, _, name = canonical.rpartition("/")
+        try:
+            d = self._open_dir(head or "/")
+            os.stat(name or ".", dir_fd=d.fd, follow_symlinks=False)
+        except (OSError, Unjudgeable):
+            return False
+        return True
+
+    # --- the walk -------------------------------------------------------------------------
+
+    def resolve(self, path: bytes, base: str, follow: bool, root: str = "/") -> str:
+        """Resolve `path` (relative paths from the canonical directory `base`). `root` is
+        where "/" and ".." stop: the tracee's root, or openat2's dirfd under RESOLVE_IN_ROOT."""
+        if not path:
+            raise Fails(errno.ENOENT, "empty path")
+        if root == "/" and b"self" not in path:
+            fast = self._fast(path, base, follow)
+            if fast is not None:
+                return fast
+        text = os.fsdecode(path)
+        must_be_dir = text.endswith("/")
+        todo = [p for p in text.split("/") if p not in ("", ".")]
+        todo.reverse()  # a stack: symlink targets are pushed in front
+        top = self._open_dir(root)
+        cur = top if text.startswith("/") else self._open_dir(base)
+        links = 0
+        while todo:
+            name = todo.pop()
+            if name == "..":
+                if len(cur.parts) > len(top.parts):
+                    cur = self._open_parts(cur.parts[:-1])
+                continue
+            last = not any(p not in ("", ".") for p in todo)
+            try:
+                st = os.stat(name, dir_fd=cur.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                if last:
+                    return _join(cur.parts + [name])
+                raise Fails(errno.ENOENT, f"{_join(cur.parts + [name])} does not exist") from None
+            except NotADirectoryError:
+                raise Fails(errno.ENOTDIR, _join(cur.parts)) from None
+            if stat.S_ISLNK(st.st_mode) and (not last or follow or must_be_dir):
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise Fails(errno.ELOOP, f"too many symlinks at {_join(cur.parts + [name])}")
+                try:
+                    cur, target = self._symlink(cur, name)
+                except NotAFile:
+                    if last:
+                        raise
+                    raise Fails(errno.ENOTDIR, f"{name} is not a directory") from None
+                if target is not None:
+                    todo.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
+                    if target.startswith("/"):
+                        cur = top
+                elif last:
+                    return _join(cur.parts)
+                continue
+            if last:
+                return _join(cur.parts + [name])
+            if not stat.S_ISDIR(st.st_mode):
+                raise Fails(errno.ENOTDIR, f"{_join(cur.parts + [name])} is not a directory")
+            cur = _Dir(cur.parts + [name], self._keep(
+                os.open(name, _O_DIR | os.O_NOFOLLOW, dir_fd=cur.fd)))
+        return _join(cur.parts)
+
+    def _fast(self, path: bytes, base: str, follow: bool) -> str | None:
+        """The common case in a few syscalls: the kernel resolves the parent inside the root
+        (openat2 RESOLVE_IN_ROOT, no magic links), the last component is looked at here.
+        None when the slow walk must decide (procfs, a symlink to follow, any error)."""
+        text = os.fsdecode(path)
+        if text.endswith("/"):
+            return None
+        full = text if text.startswith("/") else base.rstrip("/") + "/" + text
+        head, _, name = full.rpartition("/")
+        if name in ("", ".", ".."):
+            return None
+        try:
+            fd = kernel.openat2(self.root_fd, head or "/", _O_DIR,
+                                resolve=kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_MAGICLINKS)
+        except OSError:
+            return None
+        try:
+            # procfs names depend on who looks (self, fd/N): the walk handles them
+            if _on_procfs(fd):
+                return None
+            parts = self._parts_of(fd)
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return _join(parts + [name])
+            except OSError:
+                return None
+            if follow and stat.S_ISLNK(st.st_mode):
+                return None
+            return _join(parts + [name])
+        except Unjudgeable:
+            return None
+        finally:
+            os.close(fd)
+
+    def _parts_of(self, fd: int) -> list[str]:
+        """Components of a directory this resolver opened inside the root (trusted: it was
+        reached from the root, so d_path names it relative to the root's own view)."""
+        shown = os.readlink(f"/proc/self/fd/{fd}")
+        prefix = self.root_prefix.rstrip("/")
+        if not shown.startswith("/") or shown.endswith(_DELETED) or (
+                prefix and shown != prefix and not shown.startswith(prefix + "/")):
+            raise Unjudgeable(f"{shown!r} is not below the root {self.root_prefix}")
+        return [p for p in shown[len(prefix):].split("/") if p]
+
+    def _root(self) -> _Dir:
+        return _Dir([], self.root_fd)
+
+    def _open_dir(self, canonical: str) -> _Dir:
+        return self._open_parts([p for p in canonical.split("/") if p])
+
+    def _open_parts(self, parts: list[str]) -> _Dir:
+        if not parts:
+            return self._root()
+        try:
+            fd = kernel.openat2(self.root_fd, "/" + "/".join(parts), _O_DIR,
+                                resolve=kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_SYMLINKS)
+        except OSError as e:
+            raise Unjudgeable(f"{_join(parts)}: {e.strerror}") from None
+        return _Dir(list(parts), self._keep(fd))
+
+    def _symlink(self, cur: _Dir, name: str) -> tuple[_Dir, str | None]:
+        """Follow the symlink `name` in `cur`: (directory to go on from, target text), or for
+        a procfs magic link (dir of the file it names, None) after the kernel followed it."""
+        target = os.readlink(name, dir_fd=cur.fd)
+        # asked afresh here (not the per-device memo): a magic link taken for an ordinary one
+        # would be read in the tracer's view
+        if kernel.statfs_type(f"/proc/self/fd/{cur.fd}") != kernel.PROC_SUPER_MAGIC:
+            return cur, target
+        if name in ("self", "thread-self") and os.stat(cur.fd).st_ino == 1:
+            # the procfs root's self link names the reader (us): substitute the tracee
+            tgid, tid = _ns_ids(self.tid)
+            return cur, str(tgid) if name == "self" else f"{tgid}/task/{tid}"
+        if not target.startswith("/") and ":" not in target:
+            return cur, target  # an ordinary procfs symlink (mounts -> self/mounts)
+        try:
+            fd = self._keep(os.open(name, os.O_PATH | os.O_CLOEXEC, dir_fd=cur.fd))
+        except OSError as e:
+            raise Unjudgeable(f"{_join(cur.parts + [name])}: {e.strerror}") from None
+        return _Dir(self._canonical(fd), fd), None
+
+
+_PROCFS_BY_DEV: dict[int, bool] = {}
+
+
+def _on_procfs(fd: int) -> bool:
+    """Whether `fd` is on a procfs, remembered per device for the fast path only. A device
+    number freed by an unmount and reused by a procfs could be misjudged; the fast path runs
+    with RESOLVE_NO_MAGICLINKS, so the only procfs names it could then read in the tracer's
+    view are non-magic entries of a pid directory, all below the same mount as the tracee's."""
+    dev = os.fstat(fd).st_dev
+    known = _PROCFS_BY_DEV.get(dev)
+    if known is None:
+        known = kernel.statfs_type(f"/proc/self/fd/{fd}") == kernel.PROC_SUPER_MAGIC
+        if len(_PROCFS_BY_DEV) > 4096:
+            _PROCFS_BY_DEV.clear()
+        _PROCFS_BY_DEV[dev] = known
+    return known
+
+
+def _join(parts: list[str]) -> str:
+    return "/" + "/".join(parts)
+
+
+def _ns_ids(tid: int) -> tuple[int, int]:
+    """The task's tgid and tid in its own (innermost) pid namespace."""
+    tgid, pid = tid, tid
+    with open(f"/proc/{tid}/status") as f:
+        for line in f:
+            if line.startswith("NStgid:"):
+                tgid = int(line.split()[-1])
+            elif line.startswith("NSpid:"):
+                pid = int(line.split()[-1])
+    return tgid, pid

@@ -1,0 +1,90 @@
+"""Tracer pieces that need no traced process: argument decoding and the log line."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+
+from secfilt_runtime.policy.model import Policy
+from secfilt_runtime.policy.syscalls import AUDIT_ARCH_I386, AUDIT_ARCH_X86_64
+from secfilt_runtime.tracer import judge, log
+from secfilt_runtime.tracer.memory import Memory, Unreadable
+
+
+def test_int_arguments_are_the_low_half_signed() -> None:
+    assert judge.s32(0xFFFFFFFF) == -1
+    assert judge.s32(0xFFFFFFFF_FFFFFF9C) == -100  # AT_FDCWD as a 64-bit register
+    assert judge.s32(0x1_00000002) == 2
+    assert judge.s32(5) == 5
+
+
+def test_calls_outside_the_table_pass_untouched() -> None:
+    j = judge.Judge(Policy(read_only=True))
+    # getpid on both entries: no memory is read (pid 0 would fail any read)
+    assert j.judge(0, AUDIT_ARCH_X86_64, 39, [0] * 6).allowed
+    assert j.judge(0, AUDIT_ARCH_I386, 20, [0] * 6).allowed
+
+
+def test_unknown_architecture_is_refused() -> None:
+    d = judge.Judge(Policy(read_only=True)).judge(0, 0xC00000B7, 56, [0] * 6)  # aarch64
+    assert not d.allowed and d.errno == errno.ENOSYS
+
+
+def test_hardening_by_registers() -> None:
+    j = judge.Judge(Policy(read_only=True))
+    clone = 56
+    assert j.judge(0, AUDIT_ARCH_X86_64, clone, [0x11, 0, 0, 0, 0, 0]).allowed
+    d = j.judge(0, AUDIT_ARCH_X86_64, clone, [0x00800011, 0, 0, 0, 0, 0])
+    assert not d.allowed and d.log
+    seccomp = 317
+    assert j.judge(0, AUDIT_ARCH_X86_64, seccomp, [1, 0, 0, 0, 0, 0]).allowed
+    assert not j.judge(0, AUDIT_ARCH_X86_64, seccomp, [1, 8, 0, 0, 0, 0]).allowed
+    # i386 registers are 32 bits: garbage in the upper half must not change the verdict
+    assert not j.judge(0, AUDIT_ARCH_I386, 120, [0xFFFF_0000_0080_0011, 0, 0, 0, 0, 0]).allowed
+
+
+def test_audit_mode_turns_policy_denials_into_logged_allows() -> None:
+    j = judge.Judge(Policy(read_only=True, mode="audit"))
+    d = j.judge(0, AUDIT_ARCH_X86_64, 165, [0] * 6)  # mount
+    assert d.allowed and d.log and d.rule == "read-only"
+    # hardening is never audited away
+    assert not j.judge(0, AUDIT_ARCH_X86_64, 101, [0] * 6).allowed  # ptrace
+
+
+def test_unreadable_memory_is_efault() -> None:
+    mem = Memory()
+    for addr in (0, 1, 2**64 - 2):
+        try:
+            mem.string(os.getpid(), addr, "path")
+        except Unreadable as e:
+            assert e.errno == errno.EFAULT
+        else:
+            raise AssertionError(f"read {addr:#x}")
+    data = b"hello\0"
+    buf = ctypes.create_string_buffer(data)
+    assert mem.string(os.getpid(), ctypes.addressof(buf), "path") == b"hello"
+
+
+def test_log_line_is_one_json_object() -> None:
+    d = judge.Decision(False, errno.EPERM, "allow-write", "outside", True, "openat",
+                       {"path": "/etc/\udcff", "flags": 65})
+    text = log.line("c1", 10, 11, AUDIT_ARCH_I386, d, audit=False)
+    assert text.endswith("\n") and text.count("\n") == 1
+    rec = json.loads(text)
+    assert rec["container"] == "c1" and rec["pid"] == 10 and rec["tid"] == 11
+    assert rec["arch"] == "i386" and rec["syscall"] == "openat"
+    assert rec["action"] == "deny" and rec["errno"] == errno.EPERM
+    assert rec["args"]["flags"] == 65
+
+
+def test_address_lengths_the_kernel_refuses() -> None:
+    j = judge.Judge(Policy(no_outbound_network=True))
+    connect = 42
+    for length in (129, 0xFFFFFFFF, 1 << 40 | 200):  # too long, -1, upper half + too long
+        d = j.judge(0, AUDIT_ARCH_X86_64, connect, [3, 0x1000, length, 0, 0, 0])
+        assert not d.allowed and d.errno == errno.EINVAL, length
+    # a pointer the tracer cannot read is never let through
+    d = j.judge(os.getpid(), AUDIT_ARCH_X86_64, connect, [3, 8, 16, 0, 0, 0])
+    assert not d.allowed and d.errno == errno.EFAULT
