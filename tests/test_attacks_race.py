@@ -1,0 +1,101 @@
+"""Time-of-check/time-of-use races, each hammering for RACE_SECONDS (SECFILT_RACE_SECONDS, 2 by
+default): the path buffer rewritten by a thread, by another process through shared memory or
+process_vm_writev, the cwd changed by a sibling thread, a symlink swapped by another process, the
+path of a chmod (which Landlock does not cover), openat2's flags under plain read-only, and the
+socket address rewritten by a thread.  A tracer that reads the argument, decides, and lets the
+kernel read it again loses these; what closes them is enforcement inside the kernel (Landlock) or
+a tracer that performs the call itself.  Marked `race` (`-m "not race"` skips them)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from attacks.harness import (
+    ALLOWED_PEER,
+    FORBIDDEN_PEER,
+    NET_POLICY,
+    PORT,
+    ContainerRunner,
+    HostRunner,
+    Peer,
+    Tree,
+    peer_netns,
+)
+
+from conftest import needs_root
+
+pytestmark = [needs_root, pytest.mark.race]
+
+RACE_SECONDS = os.environ.get("SECFILT_RACE_SECONDS", "2")
+MODES = ["secfilt", "container"]
+
+
+def race_args(kind: str, path) -> list[str]:
+    if kind in ("buf", "shm", "vmwrite"):
+        return [kind, RACE_SECONDS, path("allowed/x"), path("forbidden/x")]
+    if kind == "cwd":
+        return [kind, RACE_SECONDS, path("allowed"), path("forbidden"), "x"]
+    if kind == "chmod":
+        return [kind, RACE_SECONDS, path("allowed/own"), path("forbidden/victim")]
+    if kind == "how":
+        return [kind, RACE_SECONDS, path("forbidden/x")]
+    return [kind, RACE_SECONDS, path("allowed/l"), path("allowed/sub"), path("forbidden"), "x"]
+
+
+def changed(kind: str, tree: Tree) -> bool:
+    if kind == "chmod":
+        return (tree / "forbidden/victim").stat().st_mode & 0o777 == 0o600
+    return (tree / "forbidden/x").exists()
+
+
+def make_tree(tmp_path: Path) -> Tree:
+    tree = Tree.make(tmp_path)
+    (tree / "allowed/sub").mkdir()
+    return tree
+
+
+def runner_for(mode: str, tree: Tree, request) -> HostRunner | ContainerRunner:
+    if mode == "secfilt":
+        return HostRunner(tree)
+    return ContainerRunner(tree, request.getfixturevalue("runtime"),
+                           request.getfixturevalue("make_bundle"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", ["buf", "shm", "vmwrite", "cwd", "symlink", "chmod", "how"])
+def test_path_race(kind: str, mode: str, tmp_path: Path, request) -> None:
+    host = HostRunner(make_tree(tmp_path))
+    out = host.run("race", *race_args(kind, host.path), policy=None)
+    assert out.claimed and changed(kind, host.tree), \
+        f"the race does not work without a policy:\n{out}"
+    runner = runner_for(mode, make_tree(tmp_path), request)
+    # openat2's flags are only read by the tracer under plain read-only
+    policy = {"read-only": True} if kind == "how" else runner.write_policy()
+    out = runner.run("race", *race_args(kind, runner.path), policy=policy)
+    assert not changed(kind, runner.tree), f"BYPASS ({mode}): race {kind}\n{out}"
+
+
+@pytest.fixture
+def peer(tmp_path: Path) -> Iterator[Peer]:
+    with peer_netns(tmp_path) as p:
+        yield p
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sockaddr_race(mode: str, peer: Peer, tmp_path: Path, request) -> None:
+    args = ("race", FORBIDDEN_PEER, str(PORT), ALLOWED_PEER, RACE_SECONDS)
+    host = HostRunner(Tree.make(tmp_path), peer)
+    out = host.run("net", *args, policy=None)
+    assert peer.received(FORBIDDEN_PEER), f"the race does not work without a policy:\n{out}"
+    peer.record.write_text("")
+    tree = Tree.make(tmp_path)
+    runner = (HostRunner(tree, peer) if mode == "secfilt" else
+              ContainerRunner(tree, request.getfixturevalue("runtime"),
+                              request.getfixturevalue("make_bundle"), peer))
+    out = runner.run("net", *args, policy=NET_POLICY)
+    got = peer.received(FORBIDDEN_PEER)
+    assert not got, f"BYPASS ({mode}): {len(got)} datagrams reached the forbidden peer\n{out}"
+    assert peer.received(ALLOWED_PEER), f"not one datagram reached the allowed peer:\n{out}"

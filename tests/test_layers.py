@@ -1,0 +1,112 @@
+"""The enforcement table (policy.layers): what it claims per Landlock ABI, and that its claims
+match what the filter builder and the Landlock ruleset really do."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from secfilt_runtime.policy import filter as policy_filter
+from secfilt_runtime.policy import landlock, layers
+from secfilt_runtime.policy.layers import (
+    BPF,
+    LANDLOCK,
+    NOTHING,
+    TRACER,
+    LayerRow,
+    enforcement_layers,
+    format_table,
+)
+from secfilt_runtime.policy.model import Policy
+from secfilt_runtime.schema import load_schema
+
+KNOWN_LAYERS = {"kernel", LANDLOCK, BPF, TRACER, NOTHING}
+
+
+def row(rows: list[LayerRow], covers_start: str) -> LayerRow:
+    (found,) = [r for r in rows if r.covers.startswith(covers_start)]
+    return found
+
+
+def policy_keys() -> set[str]:
+    names = load_schema("annotations.schema.json")["properties"]
+    return {k.removeprefix("org.secfilter.") for k in names}
+
+
+@pytest.mark.parametrize("abi", [None, 0, 1, 2, 3, 4, 7])
+def test_every_row_names_known_rules_and_layers(abi: int | None) -> None:
+    rows = enforcement_layers(abi)
+    assert rows
+    for r in rows:
+        assert r.layers and set(r.layers) <= KNOWN_LAYERS, r
+        assert r.rule == "*" or r.rule in policy_keys(), r
+    json.dumps([r.to_dict() for r in rows])
+
+
+def test_without_landlock_path_rules_rest_on_the_racy_tracer() -> None:
+    rows = enforcement_layers(None)
+    assert all(LANDLOCK not in r.layers for r in rows)
+    for covers in ("open an existing file", "create files", "remove files", "rename"):
+        r = row(rows, covers)
+        assert r.layers == (TRACER,) and not r.race_free, r
+    assert row(rows, "files the kernel writes").layers == (NOTHING,)
+    # plain read-only needs no path: BPF alone, race-free even without Landlock
+    assert row(rows, "every change to a file system").race_free
+
+
+def test_landlock_abi_7_closes_the_path_races_it_covers() -> None:
+    rows = enforcement_layers(7)
+    for covers in ("open an existing file", "truncate", "create files", "remove files",
+                   "rename", "files the kernel writes"):
+        r = row(rows, covers)
+        assert LANDLOCK in r.layers and r.race_free, r
+    # what Landlock has no right for stays with the tracer, and says so
+    for covers in ("chmod", "extended attributes"):
+        r = row(rows, covers)
+        assert r.layers == (TRACER,) and not r.race_free, r
+
+
+@pytest.mark.parametrize("abi", range(0, 8))
+def test_truncate_row_matches_the_rights_the_ruleset_handles(abi: int) -> None:
+    claimed = LANDLOCK in row(enforcement_layers(abi), "truncate").layers
+    assert claimed == bool(landlock.write_access(abi) & landlock.ACCESS_FS_TRUNCATE)
+    claimed = LANDLOCK in row(enforcement_layers(abi), "create files").layers
+    assert claimed == bool(landlock.write_access(abi) & landlock.ACCESS_FS_MAKE_REG)
+
+
+def test_destinations_are_racy_and_socket_kinds_are_not() -> None:
+    rows = enforcement_layers(7)
+    assert not row(rows, "destination of connect").race_free
+    assert row(rows, "sockets that bypass").layers == (BPF,)
+
+
+def bpf_rule_names(policy: Policy) -> set[str]:
+    return {n for rule in policy_filter.build(policy).rules for n in rule.names}
+
+
+@pytest.mark.parametrize("policy", [
+    Policy(read_only=True), Policy(read_only=True, allow_write=("/w",)),
+    Policy(no_outbound_network=True),
+], ids=["read-only", "allow-write", "no-outbound-network"])
+def test_bpf_claims_for_the_sandbox_hold_in_the_built_filter(policy: Policy) -> None:
+    """The '*' rows say BPF refuses these under every non-empty policy: the filter must."""
+    names = bpf_rule_names(policy)
+    for needed in ("clone", "clone3", "seccomp", "ptrace", "process_vm_writev",
+                   "io_uring_setup", "io_uring_enter", "open_by_handle_at"):
+        assert needed in names, f"{needed} is in no rule of the filter for {policy}"
+    assert "SCMP_ARCH_X86" in policy_filter.build(policy).architectures
+
+
+def test_a_hardening_call_missing_from_the_filter_reads_as_not_enforced() -> None:
+    assert layers._bpf_if("clone", "ptrace") == (BPF,)
+    assert layers._bpf_if(("ioctl", 0x7FFF_0001)) == (NOTHING,)
+    assert layers._bpf_if("clone", "not_a_syscall") == (NOTHING,)
+
+
+def test_format_table_marks_racy_rows() -> None:
+    text = format_table(enforcement_layers(7))
+    (chmod_line,) = [ln for ln in text.splitlines() if "chmod" in ln]
+    assert "tracer (racy)" in chmod_line
+    (create_line,) = [ln for ln in text.splitlines() if "create files" in ln]
+    assert "racy" not in create_line and "Landlock" in create_line
