@@ -11,6 +11,7 @@ cross-field rules); they stay pure: nothing here looks at the filesystem.
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import json
@@ -35,6 +36,7 @@ SCHEMA_FILES = (
 )
 SECFILTER_PREFIX = "org.secfilter."
 NETMASK_KEY = "org.secfilter.allowed-netmask"
+ERRNO_KEY = "org.secfilter.errno"
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TYPE_WORDS = {
@@ -290,6 +292,10 @@ def _rlimits_problem(rlimits: list[dict[str, Any]]) -> Problem | None:
 
 
 def _annotations_problem(annotations: dict[str, Any]) -> Problem | None:
+    name = annotations.get(ERRNO_KEY)
+    # the pattern admits any E-word; only the errno table knows which are real
+    if isinstance(name, str) and not isinstance(getattr(errno, name, None), int):
+        return [ERRNO_KEY], f"{_json(name)} is not an errno name such as EPERM or EACCES"
     value = annotations.get(NETMASK_KEY)
     if not isinstance(value, str):
         return None

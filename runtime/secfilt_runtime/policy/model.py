@@ -30,7 +30,7 @@ class Policy:
     log_path: str | None = None
     mode: Mode = "enforce"
     errno: int = errno_mod.EPERM
-    # where the values came from, for error messages ("org.secfilter.allowed-port", "--allowed-port")
+    # where each key's value came from, for messages ('annotations["org.secfilter.log"]', "--log")
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property

@@ -1,0 +1,135 @@
+"""The policy's write rules as a Landlock ruleset: enforced by the kernel on the inode it
+actually uses, so the tracer's check-then-use races (a symlink swapped, a path buffer rewritten
+by another thread) cannot widen what is writable.
+
+What Landlock covers here: writing and truncating files, creating every kind of node, removing
+files and directories, renaming and linking (REFER). What it does not: chmod, chown, utimes,
+xattrs; the tracer judges those. LANDLOCK_ACCESS_FS_IOCTL_DEV is not handled: device ioctls
+that change data need a descriptor opened for writing, which WRITE_FILE already governs, while
+handling it would break terminal ioctls on a freshly opened /dev/tty.
+
+A path that does not exist when the ruleset is built, or that the process cannot reach, gets
+no rule (Landlock needs an inode): creating it stays denied, stricter than the tracer, never
+wider.
+
+Any non-empty policy gets a domain, if only for Landlock's ptrace scoping: a process in it
+cannot ptrace, open /proc/PID/mem of, or take descriptors from a process outside it, such as
+its tracer, even as root.
+
+allowed-port is enforced the same way for TCP connect (ABI 4): a port rule applies to every
+INET destination, loopback included, exactly what Landlock's port rules express. Addresses
+(netmasks, no-outbound-network) and UDP have no Landlock rule: the tracer alone judges them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+
+from .. import kernel
+from .model import Policy
+
+log = logging.getLogger(__name__)
+
+# include/uapi/linux/landlock.h
+ACCESS_FS_WRITE_FILE = 1 << 1
+ACCESS_FS_REMOVE_DIR = 1 << 4
+ACCESS_FS_REMOVE_FILE = 1 << 5
+ACCESS_FS_MAKE_CHAR = 1 << 6
+ACCESS_FS_MAKE_DIR = 1 << 7
+ACCESS_FS_MAKE_REG = 1 << 8
+ACCESS_FS_MAKE_SOCK = 1 << 9
+ACCESS_FS_MAKE_FIFO = 1 << 10
+ACCESS_FS_MAKE_BLOCK = 1 << 11
+ACCESS_FS_MAKE_SYM = 1 << 12
+ACCESS_FS_REFER = 1 << 13      # ABI 2
+ACCESS_FS_TRUNCATE = 1 << 14   # ABI 3
+ACCESS_NET_CONNECT_TCP = 1 << 1  # ABI 4
+
+_WRITE_ABI1 = (ACCESS_FS_WRITE_FILE | ACCESS_FS_REMOVE_DIR | ACCESS_FS_REMOVE_FILE
+               | ACCESS_FS_MAKE_CHAR | ACCESS_FS_MAKE_DIR | ACCESS_FS_MAKE_REG
+               | ACCESS_FS_MAKE_SOCK | ACCESS_FS_MAKE_FIFO | ACCESS_FS_MAKE_BLOCK
+               | ACCESS_FS_MAKE_SYM)
+# the rights that make sense on a file (not a directory) as a rule's parent
+_FILE_RIGHTS = ACCESS_FS_WRITE_FILE | ACCESS_FS_TRUNCATE
+
+
+def abi() -> int:
+    """The kernel's Landlock ABI version, 0 when Landlock is absent or disabled."""
+    try:
+        return kernel.landlock_abi_version()
+    except OSError:
+        return 0
+
+
+def write_access(abi_version: int) -> int:
+    """Every write-type filesystem right the ABI knows (best effort: older ABIs know fewer)."""
+    if abi_version < 1:
+        return 0
+    rights = _WRITE_ABI1
+    if abi_version >= 2:
+        rights |= ACCESS_FS_REFER
+    if abi_version >= 3:
+        rights |= ACCESS_FS_TRUNCATE
+    return rights
+
+
+def restrict_self(policy: Policy, root: str = "/") -> None:
+    """Put the calling process (and what it execs) in a Landlock domain: writes only under
+    allow-write, TCP connections only to allowed ports, and in every case no ptrace access
+    (ptrace, /proc/PID/mem, pidfd_getfd, process_vm_writev) to processes outside the domain,
+    the tracer above all.
+
+    Call after no_new_privs is set, or while holding CAP_SYS_ADMIN. `root` is where the
+    policy's paths live (the container's view: "/" once inside it). No-op for an empty policy
+    or in audit mode; without Landlock, a warning: the tracer still judges every call.
+    """
+    if policy.audit or policy.is_empty:
+        return
+    version = abi()
+    if version == 0:
+        log.warning("Landlock is not available: the tracer alone judges writes and ports")
+        return
+    handled_fs = write_access(version) if policy.restricts_writes else 0
+    handled_net = ACCESS_NET_CONNECT_TCP if policy.ports and version >= 4 else 0
+    grants: list[tuple[str, int]] = [(path, handled_fs) for path in policy.allow_write]
+    if not (handled_fs or handled_net):
+        # a network-only policy still needs the domain for its ptrace scoping (a root process
+        # could otherwise rewrite the tracer through /proc/TRACER/mem); a domain must handle
+        # some right: one granted everywhere, so nothing else changes
+        handled_fs = ACCESS_FS_MAKE_BLOCK
+        grants = [("/", handled_fs)]
+    ruleset = kernel.landlock_create_ruleset(handled_fs, handled_net)
+    try:
+        for path, rights in grants:
+            _add_rule(ruleset, rights, root, path)
+        for port in policy.ports if handled_net else ():
+            kernel.landlock_add_net_port(ruleset, handled_net, port)
+        kernel.landlock_restrict_self(ruleset)
+    finally:
+        os.close(ruleset)
+
+
+def _add_rule(ruleset: int, handled: int, root: str, path: str) -> None:
+    try:
+        fd = _open_path(root, path)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return  # nothing to grant on (or out of the process's reach anyway): see the module doc
+    try:
+        allowed = handled if stat.S_ISDIR(os.fstat(fd).st_mode) else handled & _FILE_RIGHTS
+        if allowed:  # the kernel refuses an empty grant
+            kernel.landlock_add_path_beneath(ruleset, allowed, fd)
+    finally:
+        os.close(fd)
+
+
+def _open_path(root: str, path: str) -> int:
+    if root == "/":
+        return os.open(path, os.O_PATH | os.O_CLOEXEC)
+    rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return kernel.openat2(rootfd, path.lstrip("/") or ".", os.O_PATH,
+                              resolve=kernel.RESOLVE_IN_ROOT)
+    finally:
+        os.close(rootfd)

@@ -1,0 +1,292 @@
+"""`secfilt [options] command [args...]`: the original secfilter's command line, on the host's
+own root and network, as the calling user, with the runtime's policy engine.
+
+The argv parser is hand-written: secfilt wraps short commands and must start fast (typer alone
+costs ~47 ms). Options come before the command; `--opt=value` and `--opt value` for valued
+options; booleans take `=0|1|true|false` or stand bare for true (a separate word would be
+ambiguous with the command: `secfilt --read-only true` runs true).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from . import __version__
+from .errors import SecfiltError
+from .policy import parse
+from .policy.model import Policy
+
+PROG = "secfilt"
+# --verbose: the log goes to stderr, through a pipe of ours (see _stderr_log)
+STDERR_LOG = "/dev/stderr"
+EXIT_USAGE = 2
+EXIT_CANNOT_RUN = 126
+EXIT_NOT_FOUND = 127
+
+BOOL_OPTIONS = {name: name for name in parse.BOOL_KEYS}
+# option name -> policy key; the aliases are the original's spellings
+VALUE_OPTIONS = {**{k: k for k in (*parse.LIST_KEYS, *parse.SCALAR_KEYS)}, **parse.ALIASES}
+
+HELP = f"""\
+usage: {PROG} [options] command [args...]
+
+Run command under a secfilter policy: seccomp-BPF in the kernel, a ptrace tracer for the calls
+whose paths or addresses matter, Landlock for writes. Stdio and exit status pass through.
+
+options:
+  --read-only[=0|1]                   no change to any file system
+  --allow-write=PATH                  writes allowed at or below PATH only (repeatable;
+                                      alias --write-allow); implies read-only elsewhere
+  --no-outbound-network[=0|1]         no IPv4/IPv6 destination except loopback
+  --allowed-netmask=CIDR              destinations must be inside one (repeatable;
+                                      alias --allowed-netmasks; a bare address is one host)
+  --allowed-port=N                    destination port must be one (repeatable, 1-65535)
+  --allow-resolv[=0|1]                the nameservers of /etc/resolv.conf stay reachable on 53
+  --mainstream-network-families[=0|1] socket() only for AF_UNIX, AF_INET, AF_INET6, AF_NETLINK
+  --config=FILE                       key=value lines with the option names (# comments);
+                                      options on the command line apply on top of it
+  --mode=enforce|audit                audit: allow, but log what enforce would deny
+  --errno=NAME                        what a denied call returns (default EPERM)
+  --log=FILE                          JSON lines, one per denied (or audited) call
+  --verbose                           the same log on stderr
+  --help, --version
+"""
+
+
+class UsageError(Exception):
+    """A command line secfilt cannot run: printed as `secfilt: <message>`, exit 2."""
+
+
+@dataclass
+class Invocation:
+    command: list[str]
+    configs: list[str] = field(default_factory=list)
+    settings: list[parse.Setting] = field(default_factory=list)
+    verbose: bool = False
+
+
+def parse_argv(argv: Sequence[str]) -> Invocation | str:
+    """The command line, or "help"/"version". Raises UsageError."""
+    inv = Invocation(command=[])
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        if arg in ("-h", "--help"):
+            return "help"
+        if arg == "--version":
+            return "version"
+        if not arg.startswith("--"):
+            raise UsageError(f"{arg}: unknown option (see --help)")
+        name, eq, value = arg[2:].partition("=")
+        option = f"--{name}"
+        if name in BOOL_OPTIONS or name == "verbose":
+            if not eq:
+                value = "1"
+            if name == "verbose":
+                inv.verbose = parse.parse_bool(value, option, strict=False)
+            else:
+                inv.settings.append(parse.Setting(BOOL_OPTIONS[name], value, option))
+        elif name in VALUE_OPTIONS or name == "config":
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"{option}: needs a value")
+                value = argv[i]
+            if name == "config":
+                inv.configs.append(value)
+            else:
+                key = VALUE_OPTIONS[name]
+                items = value.split(",") if key in parse.LIST_KEYS else [value]
+                inv.settings += [parse.Setting(key, item.strip(), option) for item in items]
+        else:
+            raise UsageError(f"{option}: unknown option (see --help)")
+        i += 1
+    inv.command = list(argv[i:])
+    if not inv.command:
+        raise UsageError("no command given (see --help)")
+    return inv
+
+
+def policy_of(inv: Invocation) -> Policy:
+    """Config files first, then the command line on top of them."""
+    settings: list[parse.Setting] = []
+    for path in inv.configs:
+        settings += parse.read_config_file(path)
+    settings += inv.settings
+    policy = parse.build(settings, rootfs="/", strict_bools=False)
+    if inv.verbose and policy.log_path is None:
+        from dataclasses import replace
+
+        policy = replace(policy, log_path=STDERR_LOG)
+    elif policy.log_path is not None:
+        _check_log(policy.log_path, policy.sources.get("log", "--log"))
+    return policy
+
+
+def _check_log(path: str, source: str) -> None:
+    """A log the tracer could not open is a usage error now, not a failure after the fork;
+    nothing is created here, so a run refused later leaves no file behind."""
+    try:
+        if os.path.lexists(path):
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+            return
+        parent = os.path.dirname(path) or "."
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as e:
+        raise UsageError(f"{source}: cannot open {path}: {e.strerror}") from None
+
+
+def cache_dir() -> str | None:
+    """$XDG_CACHE_HOME/secfilt or ~/.cache/secfilt, 0700; None when it cannot be made (the
+    filters are then compiled each time)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(base):
+        return None
+    path = os.path.join(base, "secfilt")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            return None  # not ours alone: a cache others can write could plant a filter
+    except OSError:
+        return None
+    return path
+
+
+def exit_code(wait_status: int) -> int:
+    """The runtime's convention (lifecycle.exit_code): the code, or 128 + the signal."""
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.WEXITSTATUS(wait_status)
+
+
+def run(policy: Policy, command: list[str]) -> int:
+    from . import seccomp, tracer
+
+    filters = seccomp.prepare(None, policy, cache_dir=cache_dir())
+    log_path, log_done = (_stderr_log() if policy.log_path == STDERR_LOG
+                          else (policy.log_path, lambda: None))
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(go_w)
+        _child(go_r, policy, filters, command)
+    os.close(go_r)
+    # the terminal's ^C and ^\ are for the command; the tracer must outlive its tracee
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda s, _f: _forward(pid, s))
+
+    def release() -> None:  # seized: the child may load its filters and exec
+        os.write(go_w, b"g")
+
+    try:
+        status = tracer.trace_child(pid, policy, container_id=None, log_path=log_path,
+                                    release=release)
+    except BaseException:
+        os.close(go_w)  # the child reads EOF and exits without running the command
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        raise
+    finally:
+        log_done()
+    os.close(go_w)
+    return exit_code(status)
+
+
+def _stderr_log() -> tuple[str, Callable[[], None]]:
+    """A path the tracer can open that ends on our stderr, and what to call once it is closed.
+
+    /dev/stderr itself cannot be reopened by an unprivileged user when stderr is a pipe another
+    user created; a pipe of our own can, and a thread copies it over."""
+    import threading
+
+    r, w = os.pipe2(os.O_CLOEXEC)
+
+    def copy() -> None:
+        while chunk := os.read(r, 65536):
+            os.write(2, chunk)
+        os.close(r)
+
+    thread = threading.Thread(target=copy, daemon=True)
+    thread.start()
+
+    def done() -> None:  # the tracer closed its end: drain what is left
+        os.close(w)
+        thread.join()
+
+    return f"/proc/self/fd/{w}", done
+
+
+def _forward(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _child(go: int, policy: Policy, filters: object, command: list[str]) -> NoReturn:
+    from . import kernel, seccomp
+    from .policy import landlock
+
+    code, where = EXIT_CANNOT_RUN, "cannot sandbox the command"
+    try:
+        if os.read(go, 1) != b"g":
+            os._exit(code)  # the parent gave up before starting us
+        os.close(go)
+        # Python ignores SIGPIPE and SIGXFSZ; an ignored disposition would survive the exec
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+        landlock.restrict_self(policy)
+        seccomp.install(filters)  # type: ignore[arg-type]
+        where = command[0]
+        try:
+            os.execvp(command[0], command)
+        except FileNotFoundError:
+            code = EXIT_NOT_FOUND
+            raise
+    except BaseException as e:  # whatever it is, the child must not return into the parent
+        msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        os.write(2, f"{PROG}: {where}: {msg}\n".encode())
+    os._exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parsed = parse_argv(args)
+        if parsed == "help":
+            sys.stdout.write(HELP)
+            sys.exit(0)
+        if parsed == "version":
+            sys.stdout.write(f"{PROG} (secfilt-runtime) {__version__}\n")
+            sys.exit(0)
+        assert isinstance(parsed, Invocation)
+        policy = policy_of(parsed)
+    except (UsageError, SecfiltError) as e:
+        sys.stderr.write(f"{PROG}: {e}\n")
+        sys.exit(EXIT_USAGE)
+    try:
+        sys.exit(run(policy, parsed.command))
+    except (SecfiltError, OSError) as e:  # OSError: ptrace or seccomp refused by the kernel
+        sys.stderr.write(f"{PROG}: {e}\n")
+        sys.exit(EXIT_CANNOT_RUN)
+
+
+if __name__ == "__main__":
+    main()
