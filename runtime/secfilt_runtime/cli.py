@@ -1,54 +1,292 @@
-"""The runc-compatible command line: parse flags, call lifecycle, turn errors into exit codes."""
+"""The runc-compatible command line: a hand-written argv front, so that the commands engines
+call constantly (state, kill, start, delete) import nothing heavy (no typer, pydantic,
+jsonschema or libseccomp). The surface is runc's fixed contract: global options first, then
+the command; a command's options may come before or after the container id (`create ID
+--bundle B`), and exec's command starts at the first argument after the id.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import secrets
 import sys
-from typing import Annotated
 
-import typer
-
-from .errors import SecfiltError
+from .errors import ConfigError, SecfiltError
 from .log import log
-from .state import DEFAULT_ROOT
+from .state import DEFAULT_ROOT, StateStore
 
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    help="secfilt-runtime: an OCI runtime with a seccomp-BPF and ptrace policy sandbox.",
+VERSION = "0.1.0"
+SPEC_VERSION = "1.2.0"
+
+
+class UsageError(SecfiltError):
+    """A malformed command line."""
+
+
+class Flag:
+    """One option. Plain classes here, not dataclasses: see state.State."""
+
+    __slots__ = ("names", "dest", "value", "repeat")
+
+    def __init__(self, names: tuple[str, ...], dest: str, value: bool = False,
+                 repeat: bool = False) -> None:
+        self.names = names
+        self.dest = dest
+        self.value = value  # takes a value
+        self.repeat = repeat
+
+
+class Parsed:
+    __slots__ = ("opts", "args")
+
+    def __init__(self) -> None:
+        self.opts: dict[str, object] = {}
+        self.args: list[str] = []
+
+
+def _f(dest: str, *names: str, value: bool = False, repeat: bool = False) -> Flag:
+    return Flag(names, dest, value, repeat)
+
+
+GLOBAL = (
+    _f("root", "--root", value=True), _f("log", "--log", value=True),
+    _f("log_format", "--log-format", value=True), _f("debug", "--debug"),
+    _f("systemd_cgroup", "--systemd-cgroup"), _f("rootless", "--rootless", value=True),
+    _f("criu", "--criu", value=True), _f("version", "--version", "-v"),
+    _f("help", "--help", "-h"),
 )
+_HELP = _f("help", "--help", "-h")
+_BUNDLE = _f("bundle", "--bundle", "-b", value=True)
+_PID_FILE = _f("pid_file", "--pid-file", value=True)
+_CONSOLE = _f("console_socket", "--console-socket", value=True)
+_PRESERVE = _f("preserve_fds", "--preserve-fds", value=True)
+_FORMAT = _f("format", "--format", "-f", value=True)
+_CREATE_FLAGS = (_BUNDLE, _PID_FILE, _CONSOLE, _PRESERVE, _f("no_pivot", "--no-pivot"),
+                 _f("no_new_keyring", "--no-new-keyring"))
+
+COMMANDS: dict[str, tuple[tuple[Flag, ...], str]] = {
+    # command: (flags, usage of the positional arguments)
+    "create": (_CREATE_FLAGS, "ID"),
+    "run": (_CREATE_FLAGS + (_f("detach", "--detach", "-d"),),
+            "ID|BUNDLE_DIR"),
+    "start": ((), "ID"),
+    "state": ((), "ID"),
+    "kill": ((_f("all", "--all", "-a"),), "ID [SIGNAL]"),
+    "delete": ((_f("force", "--force", "-f"),), "ID"),
+    "exec": ((_f("process", "--process", "-p", value=True), _f("tty", "--tty", "-t"),
+              _CONSOLE, _f("detach", "--detach", "-d"), _PID_FILE,
+              _f("cwd", "--cwd", value=True), _f("env", "--env", "-e", value=True, repeat=True),
+              _f("user", "--user", "-u", value=True),
+              _f("additional_gids", "--additional-gids", "-g", value=True, repeat=True),
+              _f("cap", "--cap", "-c", value=True, repeat=True),
+              _f("no_new_privs", "--no-new-privs"), _PRESERVE,
+              _f("process_label", "--process-label", value=True),
+              _f("apparmor", "--apparmor", value=True)), "ID COMMAND [ARGS...]"),
+    "list": ((_FORMAT, _f("quiet", "--quiet", "-q")), ""),
+    "ps": ((_FORMAT,), "ID"),
+    "pause": ((), "ID"),
+    "resume": ((), "ID"),
+    "update": ((_f("resources", "--resources", "-r", value=True),
+                _f("pids_limit", "--pids-limit", value=True),
+                _f("memory", "--memory", value=True),
+                _f("cpu_shares", "--cpu-shares", value=True),
+                _f("cpu_quota", "--cpu-quota", value=True),
+                _f("cpu_period", "--cpu-period", value=True)), "ID"),
+    "features": ((), ""),
+    "spec": ((_BUNDLE, _f("rootless", "--rootless")), ""),
+    "filters": ((_BUNDLE,), ""),
+}
+_NEEDS_ID = {"create", "start", "state", "kill", "delete", "exec", "ps", "pause", "resume",
+             "update"}
 
 
-class Globals:
-    root: str = DEFAULT_ROOT
+def parse_flags(argv: list[str], flags: tuple[Flag, ...], *, stop_after: int | None = None,
+                interspersed: bool = True) -> Parsed:
+    """Options and positionals. Once `stop_after` positionals are seen, the rest is taken
+    as is (exec's command); without interspersed, the first positional ends the options."""
+    by_name = {n: f for f in (*flags, _HELP) for n in f.names}
+    out = Parsed()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if stop_after is not None and len(out.args) >= stop_after:
+            out.args.append(arg)
+            out.args.extend(argv[i:])
+            break
+        if arg == "--":
+            out.args.extend(argv[i:])
+            break
+        if not arg.startswith("-") or arg == "-" or (out.args and not interspersed):
+            out.args.append(arg)
+            if not interspersed:
+                out.args.extend(argv[i:])
+                break
+            continue
+        name, eq, inline = arg.partition("=")
+        flag = by_name.get(name)
+        if flag is None:
+            raise UsageError(f"No such option: {name}")
+        if flag.value:
+            if eq:
+                value: object = inline
+            elif i < len(argv):
+                value = argv[i]
+                i += 1
+            else:
+                raise UsageError(f"Option {name} requires an argument")
+        else:
+            if eq:
+                value = inline.lower() in ("1", "true", "yes")
+                if inline.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                    raise UsageError(f"Option {name}: not a boolean: {inline!r}")
+            else:
+                value = True
+        if flag.repeat:
+            out.opts.setdefault(flag.dest, [])
+            out.opts[flag.dest].append(value)  # type: ignore[union-attr]
+        else:
+            out.opts[flag.dest] = value
+    return out
 
 
-@app.callback()
-def main_options(
-    root: Annotated[str, typer.Option(help="directory of the containers' state")] = DEFAULT_ROOT,
-    log_path: Annotated[
-        str | None, typer.Option("--log", help="log file (default: stderr)")
-    ] = None,
-    log_format: Annotated[str, typer.Option(help="text or json")] = "text",
-    debug: Annotated[bool, typer.Option(help="log debug messages")] = False,
-    systemd_cgroup: Annotated[
-        bool, typer.Option(help="accepted for runc compatibility; cgroupfs is used")
-    ] = False,
-) -> None:
+def _usage(command: str | None = None) -> str:
+    if command is None:
+        names = ", ".join(sorted(COMMANDS))
+        return ("usage: secfilt-runtime [--root DIR] [--log FILE] [--log-format text|json] "
+                f"[--debug] COMMAND [OPTIONS] ...\ncommands: {names}\n")
+    flags, positional = COMMANDS[command]
+    opts = " ".join(f"[{f.names[0]}{' VALUE' if f.value else ''}]" for f in flags)
+    return f"usage: secfilt-runtime {command} {opts} {positional}".rstrip() + "\n"
+
+
+def _int_option(opts: dict[str, object], key: str, flag: str, minimum: int = 0) -> int:
+    raw = opts.get(key, "0")
     try:
-        log.configure(log_path, log_format, debug)
+        value = int(str(raw))
+    except ValueError:
+        raise UsageError(f"{flag}: not a number: {raw!r}") from None
+    if value < minimum:
+        raise UsageError(f"{flag}: must be at least {minimum}")
+    return value
+
+
+def _one_id(p: Parsed, command: str, extra: int = 0) -> str:
+    if not p.args:
+        raise UsageError(f"{command}: the container id is missing\n{_usage(command).strip()}")
+    if len(p.args) > 1 + extra:
+        raise UsageError(f"{command}: unexpected arguments: {' '.join(p.args[1 + extra:])}")
+    return p.args[0]
+
+
+def dispatch(argv: list[str]) -> int:
+    g = parse_flags(argv, GLOBAL, interspersed=False)
+    try:
+        log.configure(g.opts.get("log"), str(g.opts.get("log_format", "text")),  # type: ignore
+                      bool(g.opts.get("debug")))
     except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    Globals.root = os.path.abspath(root)
+        raise UsageError(str(e)) from None
+    if g.opts.get("version"):
+        sys.stdout.write(f"secfilt-runtime version {VERSION}\nspec: {SPEC_VERSION}\n")
+        return 0
+    if not g.args or g.opts.get("help"):
+        sys.stdout.write(_usage())
+        return 0 if g.opts.get("help") else 2
+    root = os.path.abspath(str(g.opts.get("root") or DEFAULT_ROOT))
+    command, rest = g.args[0], g.args[1:]
+    if command == "help":
+        sys.stdout.write(_usage(rest[0] if rest and rest[0] in COMMANDS else None))
+        return 0
+    if command not in COMMANDS:
+        raise UsageError(f"No such command: {command!r}")
+    flags, _ = COMMANDS[command]
+    p = parse_flags(rest, flags, stop_after=1 if command == "exec" else None)
+    if p.opts.get("help"):
+        sys.stdout.write(_usage(command))
+        return 0
+    store = StateStore(root)
+    return _run_command(command, p, store, root)
+
+
+def _run_command(command: str, p: Parsed, store: StateStore, root: str) -> int:
+    o = p.opts
+    if command == "state":
+        doc = store.load(_one_id(p, command)).to_oci()
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    if command == "start":
+        from . import ops
+
+        ops.start(store, _one_id(p, command))
+        return 0
+    if command == "kill":
+        from . import ops
+
+        cid = _one_id(p, command, extra=1)
+        sig = ops.parse_signal(p.args[1] if len(p.args) > 1 else "SIGTERM")
+        ops.kill(store, cid, sig, bool(o.get("all")))
+        return 0
+    if command == "delete":
+        from . import ops
+
+        cid = _one_id(p, command)
+        ops.delete(store, cid, bool(o.get("force")))
+        return 0
+    if command in ("pause", "resume"):
+        from . import ops
+
+        getattr(ops, command)(store, _one_id(p, command))
+        return 0
+    if command == "ps":
+        return _ps(store, p)
+    if command == "list":
+        return _list(store, p)
+    if command == "update":
+        return _update(store, p)
+    if command == "create":
+        from . import lifecycle
+
+        cid = _one_id(p, command)
+        _note_accepted(o)
+        lifecycle.create(os.path.abspath(str(o.get("bundle") or os.getcwd())), cid, root,
+                         pid_file=o.get("pid_file"),  # type: ignore[arg-type]
+                         console_socket=o.get("console_socket"),  # type: ignore[arg-type]
+                         preserve_fds=_int_option(o, "preserve_fds", "--preserve-fds"))
+        return 0
+    if command == "run":
+        return _run(p, root)
+    if command == "exec":
+        return _exec(store, p)
+    if command == "features":
+        from .features import features
+
+        sys.stdout.write(json.dumps(features(), indent=2) + "\n")
+        return 0
+    if command == "spec":
+        from .features import write_default_spec
+
+        write_default_spec(str(o.get("bundle") or "."), bool(o.get("rootless")))
+        return 0
+    if command == "filters":
+        from .seccomp import show
+
+        sys.stdout.write(show.render(os.path.abspath(str(o.get("bundle") or os.getcwd()))))
+        return 0
+    raise UsageError(f"No such command: {command!r}")  # pragma: no cover - COMMANDS covers it
+
+
+def _note_accepted(o: dict[str, object]) -> None:
+    # accepted for runc compatibility: the init never joins a new session keyring, and the
+    # root is always entered with pivot_root (MS_MOVE is never needed for our mounts)
+    if o.get("no_pivot"):
+        log.debug("--no-pivot: pivot_root is used regardless")
 
 
 def derive_id(bundle: str) -> str:
     """The id of a `run BUNDLE_DIR` container: the directory's name plus a random suffix, so the
     same bundle can run several times at once."""
+    import secrets
+
     name = "".join(c if c.isalnum() or c in "_+-." else "-" for c in os.path.basename(bundle))
     return f"{name.strip('.') or 'container'}-{secrets.token_hex(4)}"
 
@@ -57,21 +295,14 @@ def is_bundle_dir(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "config.json"))
 
 
-@app.command()
-def run(
-    target: Annotated[
-        str, typer.Argument(metavar="ID|BUNDLE_DIR", help="container id, or a bundle directory")
-    ],
-    bundle: Annotated[
-        str | None, typer.Option("--bundle", "-b", help="bundle directory (default: cwd)")
-    ] = None,
-    pid_file: Annotated[
-        str | None, typer.Option(help="write the init's pid to this file")
-    ] = None,
-) -> None:
-    """Create and start a container, and wait for it to exit; exits with its status."""
+def _run(p: Parsed, root: str) -> int:
     from . import lifecycle
 
+    o = p.opts
+    if not p.args:
+        raise UsageError(f"run: the container id is missing\n{_usage('run').strip()}")
+    target = _one_id(p, "run")
+    bundle = o.get("bundle")
     # the short form: a directory, unless the current directory is the bundle (runc's form)
     if bundle is None and (is_bundle_dir(target) or (
             os.path.isdir(target) and not is_bundle_dir(os.getcwd()))):
@@ -79,14 +310,125 @@ def run(
     else:
         container_id = target
         bundle = bundle or os.getcwd()
-    code = lifecycle.run(os.path.abspath(bundle), container_id, Globals.root, pid_file)
-    raise typer.Exit(code)
+    _note_accepted(o)
+    pid_file = o.get("pid_file")
+    if o.get("detach"):
+        lifecycle.create(os.path.abspath(str(bundle)), container_id, root,
+                         pid_file=pid_file,  # type: ignore[arg-type]
+                         console_socket=o.get("console_socket"),  # type: ignore[arg-type]
+                         preserve_fds=_int_option(o, "preserve_fds", "--preserve-fds"))
+        from . import ops
+
+        ops.start(StateStore(root), container_id)
+        return 0
+    if o.get("console_socket"):
+        raise UsageError("run: --console-socket needs --detach (without it the terminal is "
+                         "wired to the caller)")
+    return lifecycle.run(os.path.abspath(str(bundle)), container_id, root,
+                         pid_file)  # type: ignore[arg-type]
 
 
-def main() -> None:
-    # click's standalone mode reports usage errors and exits with the command's status
+def _exec(store: StateStore, p: Parsed) -> int:
+    from .execproc import ExecOptions, exec_process
+
+    o = p.opts
+    if not p.args:
+        raise UsageError(f"exec: the container id is missing\n{_usage('exec').strip()}")
+    for flag, key in (("--apparmor", "apparmor"), ("--process-label", "process_label")):
+        if o.get(key):
+            raise ConfigError(f"{flag}: security labels are not applied by secfilt-runtime")
+    gids = []
+    for g in o.get("additional_gids", []):  # type: ignore[union-attr]
+        try:
+            gids.append(int(g))
+        except ValueError:
+            raise UsageError(f"--additional-gids: not a number: {g!r}") from None
+    opts = ExecOptions(
+        args=tuple(p.args[1:]), process_file=o.get("process"),  # type: ignore[arg-type]
+        tty=bool(o.get("tty")), cwd=o.get("cwd"),  # type: ignore[arg-type]
+        env=tuple(o.get("env", [])), user=o.get("user"),  # type: ignore[arg-type]
+        additional_gids=tuple(gids), no_new_privs=bool(o.get("no_new_privs")),
+        cap_add=tuple(o.get("cap", [])),  # type: ignore[arg-type]
+    )
+    return exec_process(store, p.args[0], opts, detach=bool(o.get("detach")),
+                        pid_file=o.get("pid_file"),  # type: ignore[arg-type]
+                        console_socket=o.get("console_socket"),  # type: ignore[arg-type]
+                        preserve_fds=_int_option(o, "preserve_fds", "--preserve-fds"))
+
+
+def _format(p: Parsed) -> str:
+    fmt = str(p.opts.get("format", "table"))
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format: {fmt!r} is not one of table, json")
+    return fmt
+
+
+def _ps(store: StateStore, p: Parsed) -> int:
+    from . import ops
+
+    fmt = _format(p)
+    pids = ops.pids(store, _one_id(p, "ps"))
+    if fmt == "json":
+        sys.stdout.write(json.dumps(pids) + "\n")
+    else:
+        sys.stdout.write("PID\n" + "".join(f"{pid}\n" for pid in pids))
+    return 0
+
+
+def _list(store: StateStore, p: Parsed) -> int:
+    from . import ops
+
+    fmt = _format(p)
+    states = ops.list_states(store)
+    if p.opts.get("quiet"):
+        sys.stdout.write("".join(s["id"] + "\n" for s in states))
+    elif fmt == "json":
+        sys.stdout.write(json.dumps(states) + "\n")
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(s["id"], str(s.get("pid", 0)), s["status"], s["bundle"], s["created"],
+                  s["owner"]) for s in states]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            sys.stdout.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
+                             .rstrip() + "\n")
+    return 0
+
+
+def _update(store: StateStore, p: Parsed) -> int:
+    from . import ops
+
+    o = p.opts
+    cid = _one_id(p, "update")
+    resources: dict = {}
+    if "resources" in o:
+        src = str(o["resources"])
+        try:
+            text = sys.stdin.read() if src == "-" else open(src).read()  # noqa: SIM115
+            resources = json.loads(text)
+        except OSError as e:
+            raise UsageError(f"--resources {src}: cannot read: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise UsageError(f"--resources {src}: invalid JSON: {e}") from None
+        if not isinstance(resources, dict):
+            raise UsageError(f"--resources {src}: must be a JSON object (linux.resources)")
+    for key, flag, section, name in (("pids_limit", "--pids-limit", "pids", "limit"),
+                                     ("memory", "--memory", "memory", "limit"),
+                                     ("cpu_shares", "--cpu-shares", "cpu", "shares"),
+                                     ("cpu_quota", "--cpu-quota", "cpu", "quota"),
+                                     ("cpu_period", "--cpu-period", "cpu", "period")):
+        if key in o:
+            resources.setdefault(section, {})[name] = _int_option(o, key, flag, minimum=-1)
+    ops.update(store, cid, resources)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
     try:
-        app()
+        sys.exit(dispatch(sys.argv[1:] if argv is None else argv))
+    except UsageError as e:
+        log.fatal(str(e))
+        sys.exit(2)
     except SecfiltError as e:
         log.fatal(str(e))
         sys.exit(1)

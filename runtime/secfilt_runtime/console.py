@@ -60,3 +60,18 @@ class Console:
         if self._saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, self._saved)
         os.close(self.master)
+
+
+def send_to_socket(path: str, master: int) -> None:
+    """Hand the pty master to --console-socket as runc does: one message on a unix stream
+    socket carrying the descriptor (SCM_RIGHTS) and the terminal's name."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(path)
+            socket.send_fds(s, [b"/dev/ptmx"], [master])
+    except OSError as e:
+        from .errors import ContainerError
+
+        raise ContainerError(f"--console-socket {path}: {e.strerror or e}") from None

@@ -10,10 +10,13 @@ import contextlib
 import datetime
 import os
 import signal
+import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from . import schema
+from . import hooks as hooks_mod
+from . import schema, seccomp
 from . import spec as spec_mod
 from .console import Console
 from .container import namespaces, process, system
@@ -21,12 +24,35 @@ from .container.cgroups import Cgroup
 from .container.init import stage1_main
 from .errors import ConfigError, ContainerError
 from .log import log
+from .policy import parse as policy_parse
+from .policy.model import Policy
 from .spec import Process, Spec
-from .state import State, StateStore, proc_start_time
+from .state import SHORT_SOCKET_DIR, START_SOCKET, State, StateStore, proc_start_time
 from .sync import Channel, ChildVanished
 
 # Every signal the runtime forwards or waits for. SIGKILL and SIGSTOP cannot be caught.
 _ALL_SIGNALS = frozenset(range(1, signal.NSIG)) - {signal.SIGKILL, signal.SIGSTOP, 32, 33}
+
+
+@dataclass
+class Prepared:
+    """What create and run compute before anything is created."""
+
+    spec: Spec
+    plan: namespaces.NamespacePlan
+    policy: Policy | None
+    filters: seccomp.Filters
+
+
+def prepare(bundle: str, root: str) -> Prepared:
+    """Load and check the bundle, parse the policy, compile the filters: every refusal
+    happens here, before the state entry, cgroup or any process exists."""
+    spec = spec_mod.load_bundle(bundle)
+    plan = check_bundle(spec)
+    policy = policy_parse.from_annotations(spec.annotations, spec.root.path)
+    filters = seccomp.prepare(spec.linux.seccomp, policy,
+                              cache_dir=os.path.join(root, "seccomp-cache"))
+    return Prepared(spec, plan, policy, filters)
 
 
 @dataclass
@@ -38,6 +64,7 @@ class Launched:
     cgroup: Cgroup
     init: Child
     console: Console | None = None
+    filters: seccomp.Filters | None = None
 
 
 class Child:
@@ -90,12 +117,7 @@ def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
 def refuse_what_is_not_applied(spec: Spec, proc: Process) -> None:
     """Settings the runtime cannot honour yet are refused, never skipped: a container run
     without its hooks or its confinement would be weaker than the config says."""
-    asked = sorted(name for name, hooks in spec.hooks.items() if hooks)
-    if asked:
-        raise ConfigError(f"hooks.{asked[0]}: OCI hooks are not supported yet")
-    if spec.linux.seccomp is not None:
-        raise ConfigError("linux.seccomp: seccomp profiles are not enforced yet; remove the "
-                          "section to run without one")
+    hooks_mod.parse(spec.hooks)
     for field, value in (("process.apparmorProfile", proc.apparmor_profile),
                          ("process.selinuxLabel", proc.selinux_label),
                          ("linux.mountLabel", spec.linux.mount_label)):
@@ -103,24 +125,38 @@ def refuse_what_is_not_applied(spec: Spec, proc: Process) -> None:
             raise ConfigError(f"{field}: security labels are not applied by secfilt-runtime")
     if (spec.linux.personality or {}).get("flags"):
         raise ConfigError("linux.personality.flags: not supported (only the domain is)")
-    policy = sorted(k for k in spec.annotations if k.startswith("org.secfilter."))
-    if policy:
-        raise ConfigError(f'annotations["{policy[0]}"]: secfilter policies are not enforced '
-                          "yet")
 
 
 def launch(
     spec: Spec, plan: namespaces.NamespacePlan, container_id: str, store: StateStore,
-    cleanup: contextlib.ExitStack,
+    cleanup: contextlib.ExitStack, filters: seccomp.Filters | None = None,
 ) -> Launched:
     """Create the cgroup and the init; return when the init is ready to execute the process.
 
     The caller must have blocked all signals (so none is lost before it can forward them).
     """
+    me = os.getpid()
+    state = State(
+        id=container_id,
+        bundle=spec.bundle,
+        status="creating",
+        created=datetime.datetime.now(datetime.UTC).isoformat(),
+        annotations=spec.annotations,
+        owner="root" if os.geteuid() == 0 else str(os.geteuid()),
+        rootfs=spec.root.path,
+        runtime_pid=me,
+        runtime_start_time=proc_start_time(me) or 0,
+        hooks=spec.hooks,
+    )
+    store.save(state)  # "creating": should this process die, delete still finds what to clean
     cgroup = Cgroup.for_container(spec.linux.cgroups_path, container_id)
     log.debug(f"{container_id}: cgroup {cgroup.to_dict()}")
-    cgroup.create()
     cleanup.callback(cgroup.destroy)
+    try:
+        cgroup.create()
+    finally:
+        state.cgroup = cgroup.to_dict()
+        store.save(state)
     # after the kill: an init whose pid never reached us (stage1 died first) is still our child
     cleanup.callback(_reap_unknown_children)
     cleanup.callback(cgroup.kill_all, signal.SIGKILL)
@@ -132,7 +168,7 @@ def launch(
     stage1 = os.fork()
     if stage1 == 0:
         ours.close()
-        stage1_main(theirs, spec, plan)
+        stage1_main(theirs, spec, plan, filters)
     theirs.close()
     stage1_child = Child(stage1)
     cleanup.callback(stage1_child.kill_and_reap)
@@ -158,21 +194,11 @@ def launch(
         ours.expect("ready", "the container init")
     except ChildVanished as e:
         raise ContainerError(_why_vanished(e, init, cgroup, spec)) from None
-    pid = init.pid
-
-    state = State(
-        id=container_id,
-        bundle=spec.bundle,
-        pid=pid,
-        status="created",
-        init_start_time=proc_start_time(pid) or 0,
-        created=datetime.datetime.now(datetime.UTC).isoformat(),
-        annotations=spec.annotations,
-        cgroup=cgroup.to_dict(),
-        owner="root" if os.geteuid() == 0 else str(os.geteuid()),
-    )
-    store.save(state)
-    return Launched(state=state, channel=ours, cgroup=cgroup, init=init, console=console)
+    state.pid = init.pid
+    state.init_start_time = proc_start_time(init.pid) or 0
+    store.save(state)  # still "creating": the caller says when the container is created
+    return Launched(state=state, channel=ours, cgroup=cgroup, init=init, console=console,
+                    filters=filters)
 
 
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
@@ -224,6 +250,10 @@ def start(launched: Launched, store: StateStore) -> None:
     launched.state.status = "running"
     store.save(launched.state)
     launched.channel.send("start")
+    if launched.filters is not None and launched.filters.needs_listener:
+        seccomp.hand_listener_to_agent(
+            launched.filters, launched.init.pid,
+            {**launched.state.to_oci(), "status": "creating"}, launched.channel.fileno())
     msg = launched.channel.recv()  # end-of-file: the close-on-exec socket went with execve
     if msg is not None:
         if msg.get("type") == "error":
@@ -266,23 +296,175 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
 
 
-def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) -> int:
-    """`run`: create and start a container, forward signals, return its exit code."""
-    spec = spec_mod.load_bundle(bundle)
-    plan = check_bundle(spec)
+def attach_tracer(launched: Launched, policy: Policy | None, store: StateStore,
+                  cleanup: contextlib.ExitStack) -> None:
+    """One tracer per container, seizing the init before it may load its filters (it loads
+    them only after "start"); it serves every process of the container, `exec`'s too, through
+    its control socket in the state directory, and leaves when the last one is gone."""
+    if policy is None:
+        return
+    from . import tracer
+
+    state = launched.state
+    state.tracer_socket = tracer_socket_path(store, state.id)
+    pid = tracer.spawn(state.pid, policy, container_id=state.id, log_path=policy.log_path,
+                       control_socket=state.tracer_socket)
+    state.tracer_pid = pid
+    state.tracer_start_time = proc_start_time(pid) or 0
+    store.save(state)
+    cleanup.callback(_kill_if_alive, pid, state.tracer_start_time)
+
+
+_SUN_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
+
+
+def tracer_socket_path(store: StateStore, container_id: str) -> str:
+    """<state dir>/tracer.sock, or, when an engine's --root and a 64-character id make that
+    too long for a unix socket, a name derived from it in a root-only directory of /run
+    (recorded in state.json; delete removes it)."""
+    path = os.path.join(store.path(container_id), "tracer.sock")
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        return path
+    import hashlib
+
+    os.makedirs(SHORT_SOCKET_DIR, mode=0o700, exist_ok=True)
+    return os.path.join(SHORT_SOCKET_DIR,
+                        hashlib.sha256(os.fsencode(path)).hexdigest()[:32] + ".sock")
+
+
+def _kill_if_alive(pid: int, start_time: int) -> None:
+    from .ops import signal_if_alive
+
+    signal_if_alive(pid, start_time, signal.SIGKILL)
+
+
+def run_create_hooks(launched: Launched, spec: Spec) -> None:
+    """prestart and createRuntime in the runtime's namespaces, createContainer in the
+    container's (executable resolved in ours first), all with the state "creating"."""
+    state = {**launched.state.to_oci(), "status": "creating", "pid": launched.state.pid}
+    for phase in ("prestart", "createRuntime"):
+        hooks_mod.run_phase(phase, spec.hooks, state)
+    if spec.hooks.get("createContainer"):
+        from . import nsjoin
+
+        joins = nsjoin.open_for(launched.state.pid, launched.state.init_start_time)
+        try:
+            hooks_mod.run_phase("createContainer", spec.hooks, state,
+                                enter=lambda: nsjoin.enter_and_fork(joins), open_first=True)
+        finally:
+            joins.close()
+
+
+def create(bundle: str, container_id: str, root: str, *, pid_file: str | None = None,
+           console_socket: str | None = None, preserve_fds: int = 0) -> None:
+    """`create`: set the container up and return, its init waiting for `start`.
+
+    The init is our child (stage1 clones it with CLONE_PARENT); when we exit it is
+    reparented to our caller when that is a subreaper (conmon, containerd's shim), as with
+    runc. It waits on start.sock in the state directory, which `start` connects to.
+    """
+    prepared = prepare(bundle, root)
+    spec = prepared.spec
+    assert spec.process is not None
+    if spec.process.terminal and not console_socket:
+        raise ConfigError("process.terminal: a terminal needs --console-socket with create "
+                          "(create returns while the container lives on)")
+    if not spec.process.terminal and console_socket:
+        raise ConfigError("--console-socket: process.terminal is false in config.json")
+    if prepared.filters.needs_listener:
+        raise ConfigError("linux.seccomp: SCMP_ACT_NOTIFY rules are supported by run only "
+                          "(the listener is handed over by the process that starts)")
     store = StateStore(root)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
         with store.reserve(container_id), contextlib.ExitStack() as cleanup:
             cleanup.callback(store.remove, container_id)
-            launched = launch(spec, plan, container_id, store, cleanup)
+            launched = launch(spec, prepared.plan, container_id, store, cleanup,
+                              prepared.filters)
+            attach_tracer(launched, prepared.policy, store, cleanup)
+            run_create_hooks(launched, spec)
+            if launched.console is not None:
+                from .console import send_to_socket
+
+                send_to_socket(console_socket or "", launched.console.master)
             if pid_file:
                 write_pid_file(pid_file, launched.state.pid, cleanup)
+            with start_listener(store, container_id) as listener:
+                launched.channel.send("wait-start", fds=[listener.fileno()],
+                                      preserve_fds=preserve_fds)
+            launched.channel.expect("waiting", "the container init")
+            launched.state.status = "created"
+            launched.state.runtime_pid = launched.state.runtime_start_time = 0
+            store.save(launched.state)
+            cleanup.pop_all()  # the container stays: start and delete take over
+            launched.channel.close()
+            if launched.console is not None:
+                os.close(launched.console.master)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+@contextlib.contextmanager
+def start_listener(store: StateStore, container_id: str) -> Iterator[socket.socket]:
+    """The socket the created init waits on. Bound through /proc/self/fd of the state
+    directory: a --root of engines (containerd's) can exceed sun_path's 108 bytes."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    dirfd = os.open(store.path(container_id), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        old = os.umask(0o077)
+        try:
+            sock.bind(f"/proc/self/fd/{dirfd}/{START_SOCKET}")
+        finally:
+            os.umask(old)
+        sock.listen(4)
+        yield sock
+    finally:
+        os.close(dirfd)
+        sock.close()
+
+
+def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) -> int:
+    """`run`: create and start a container, forward signals, return its exit code."""
+    prepared = prepare(bundle, root)
+    spec = prepared.spec
+    store = StateStore(root)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+    try:
+        with store.reserve(container_id), contextlib.ExitStack() as cleanup:
+            cleanup.callback(store.remove, container_id)
+            launched = launch(spec, prepared.plan, container_id, store, cleanup,
+                              prepared.filters)
+            attach_tracer(launched, prepared.policy, store, cleanup)
+            run_create_hooks(launched, spec)
+            launched.state.status = "created"
+            store.save(launched.state)
+            if pid_file:
+                write_pid_file(pid_file, launched.state.pid, cleanup)
+            if spec.hooks.get("startContainer"):
+                run_start_hooks(launched.state)
             start(launched, store)
+            hooks_mod.run_phase("poststart", spec.hooks, launched.state.to_oci(),
+                                warn=log.warning)
             if launched.console is not None:
                 launched.console.start()
             code = wait_forwarding_signals(launched.init, launched.console)
             log.debug(f"{container_id}: init exited, status {code}")
-            return code
+            stopped = {**launched.state.to_oci(), "status": "stopped"}
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    # after the container is deleted, as the spec orders
+    hooks_mod.run_phase("poststop", spec.hooks, stopped, warn=log.warning)
+    return code
+
+
+def run_start_hooks(state: State) -> None:
+    """startContainer: in the container's namespaces, path resolved there, before the
+    process executes."""
+    from . import nsjoin
+
+    joins = nsjoin.open_for(state.pid, state.init_start_time)
+    try:
+        hooks_mod.run_phase("startContainer", state.hooks, state.to_oci(),
+                            enter=lambda: nsjoin.enter_and_fork(joins))
+    finally:
+        joins.close()

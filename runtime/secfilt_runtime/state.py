@@ -15,12 +15,14 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import StateError
 
 DEFAULT_ROOT = "/run/secfilt-runtime"
+# tracer sockets whose path under --root would not fit in sun_path (see lifecycle)
+SHORT_SOCKET_DIR = "/run/secfilt-runtime-sockets"
+START_SOCKET = "start.sock"  # in the state directory: the created init waits there for start
 OCI_VERSION = "1.3.0"
 _ID_RE = re.compile(r"[A-Za-z0-9_+\-.]+")
 
@@ -51,24 +53,102 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-@dataclass
+def alive(pid: int, start_time: int) -> bool:
+    """Is `pid` still the process that had `start_time` (not a zombie, not a reuse)?"""
+    return pid > 0 and start_time > 0 and proc_start_time(pid) == start_time
+
+
+def cgroup_frozen(cgroup: dict[str, Any]) -> bool:
+    """The freezer's view, read directly: `state` must not pay for the cgroup manager."""
+    paths = cgroup.get("paths") or {}
+    try:
+        if "freezer" in paths:
+            with open(os.path.join(paths["freezer"], "freezer.state")) as f:
+                return f.read().strip() == "FROZEN"
+        if cgroup.get("version") == 2 and "unified" in paths:
+            with open(os.path.join(paths["unified"], "cgroup.events")) as f:
+                return "frozen 1" in f.read().splitlines()
+    except OSError:
+        pass
+    return False
+
+
+# State's fields after id and bundle, with their defaults (a fresh copy of a mutable one)
+_FIELDS: dict[str, Any] = {
+    "pid": 0,
+    "status": "creating",  # as last recorded: creating, created, running
+    "init_start_time": 0,
+    "created": "",
+    "annotations": {},
+    "cgroup": {},
+    "owner": "",
+    "rootfs": "",
+    "runtime_pid": 0,  # the create in progress
+    "runtime_start_time": 0,
+    "tracer_pid": 0,
+    "tracer_start_time": 0,
+    "tracer_socket": "",  # where exec asks the tracer to seize its processes
+    "hooks": {},
+}
+
+
 class State:
+    """runc's libcontainer state, as state.json. Written first at reserve time ("creating",
+    with the pid of the runtime doing the create) so a crashed create can be deleted.
+
+    A plain class rather than a dataclass: `state` is the engines' hot path, and importing
+    dataclasses (it pulls in inspect) costs more than the rest of the command.
+    """
+
+    __slots__ = ("id", "bundle", *_FIELDS)
     id: str
     bundle: str
-    pid: int = 0
-    status: str = "creating"
-    init_start_time: int = 0
-    created: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
-    cgroup: dict[str, Any] = field(default_factory=dict)
-    owner: str = ""
+    pid: int
+    status: str
+    init_start_time: int
+    created: str
+    annotations: dict[str, str]
+    cgroup: dict[str, Any]
+    owner: str
+    rootfs: str
+    runtime_pid: int
+    runtime_start_time: int
+    tracer_pid: int
+    tracer_start_time: int
+    tracer_socket: str
+    hooks: dict[str, Any]
+
+    def __init__(self, id: str, bundle: str, **fields: Any) -> None:  # noqa: A002 - runc's name
+        unknown = sorted(set(fields) - set(_FIELDS))
+        if unknown:
+            raise TypeError(f"State: unknown fields {unknown}")
+        self.id = id
+        self.bundle = bundle
+        for name, default in _FIELDS.items():
+            value = fields.get(name, default)
+            setattr(self, name, dict(value) if value is default and isinstance(value, dict)
+                    else value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "bundle": self.bundle,
+                **{name: getattr(self, name) for name in _FIELDS}}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> State:
+        """Fields this runtime does not know (a newer one wrote them) are left out."""
+        return cls(doc["id"], doc["bundle"],
+                   **{k: v for k, v in doc.items() if k in _FIELDS})
 
     def live_status(self) -> str:
-        """What the container's status is now, from the kernel's view of its init."""
-        if self.status in ("creating", "stopped") or self.pid <= 0:
-            return self.status
-        if proc_start_time(self.pid) != self.init_start_time:
+        """What the container's status is now, from the kernel's view of its processes."""
+        if self.status == "creating":
+            if alive(self.runtime_pid, self.runtime_start_time):
+                return "creating"
+            return "stopped"  # the create died: only delete is left
+        if self.status == "stopped" or not alive(self.pid, self.init_start_time):
             return "stopped"
+        if cgroup_frozen(self.cgroup):
+            return "paused"
         return self.status
 
     def to_oci(self) -> dict[str, Any]:
@@ -84,7 +164,7 @@ class State:
         if self.annotations:
             doc["annotations"] = self.annotations
         # runc's extra fields, which engines read
-        doc["rootfs"] = os.path.join(self.bundle, "rootfs")
+        doc["rootfs"] = self.rootfs or os.path.join(self.bundle, "rootfs")
         doc["created"] = self.created
         doc["owner"] = self.owner
         return doc
@@ -97,6 +177,10 @@ class StateStore:
     def _dir(self, container_id: str) -> str:
         check_id(container_id)
         return os.path.join(self.root, container_id)
+
+    def path(self, container_id: str) -> str:
+        """The container's state directory."""
+        return self._dir(container_id)
 
     @contextlib.contextmanager
     def reserve(self, container_id: str) -> Iterator[str]:
@@ -122,16 +206,17 @@ class StateStore:
         path = self._dir(state.id)
         tmp = os.path.join(path, ".state.json.tmp")
         with open(tmp, "w") as f:
-            json.dump(asdict(state), f)
+            json.dump(state.to_dict(), f)
         os.rename(tmp, os.path.join(path, "state.json"))
 
     def load(self, container_id: str) -> State:
         path = os.path.join(self._dir(container_id), "state.json")
         try:
             with open(path) as f:
-                return State(**json.load(f))
+                doc = json.load(f)
         except FileNotFoundError:
             raise StateError(f"container {container_id} does not exist") from None
+        return State.from_dict(doc)
 
     def remove(self, container_id: str) -> None:
         shutil.rmtree(self._dir(container_id), ignore_errors=True)

@@ -76,5 +76,11 @@ class Channel:
             raise ContainerError(f"{who} sent {msg['type']!r} where {type_!r} was expected")
         return msg
 
+    def adopt(self, sock: socket.socket) -> None:
+        """Talk over `sock` from now on (the init's connection from `start`): whoever holds
+        this Channel, error reporting included, follows."""
+        self.sock.close()
+        self.sock = sock
+
     def close(self) -> None:
         self.sock.close()

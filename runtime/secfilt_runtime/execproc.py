@@ -1,0 +1,261 @@
+"""`exec`: one more process in a running container, confined as the init is.
+
+```
+secfilt-runtime exec           (host; the process's parent, as runc's exec is)
+ └─ stage1                      placed in the container's cgroup, setns into the init's
+ │                              namespaces (user first), clones the process, exits
+ └─ process (CLONE_PARENT)      in the container's pid namespace: pty, rlimits, cwd, env,
+                                executable -> "ready"; the container's tracer seizes it;
+                                <- "start": user, caps, no_new_privs, filters -> execve
+```
+
+The process gets the same seccomp programs as the init (linux.seccomp and the policy's), built
+from the bundle's config.json, and is seized by the container's tracer before it loads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+from typing import Any, NoReturn
+
+from . import kernel, nsjoin, seccomp
+from . import spec as spec_mod
+from .console import Console, send_to_socket
+from .container import process, terminal
+from .container.cgroups import Cgroup
+from .container.init import _clean_slate, _fail
+from .errors import ConfigError, ContainerError, StateError
+from .lifecycle import (
+    _ALL_SIGNALS,
+    Child,
+    refuse_what_is_not_applied,
+    wait_forwarding_signals,
+    write_pid_file,
+)
+from .log import log
+from .policy import landlock
+from .policy import parse as policy_parse
+from .policy.model import Policy
+from .spec import Process, Spec, User
+
+# imported here, not in the children: after setns into the container's mount namespace the
+# host's files (this package's included) are out of reach
+from .state import StateStore
+from .sync import Channel, ChildVanished
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecOptions:
+    """What the command line says about the process (runc's exec flags)."""
+
+    args: tuple[str, ...] = ()
+    process_file: str | None = None
+    tty: bool = False
+    cwd: str | None = None
+    env: tuple[str, ...] = ()
+    user: str | None = None  # UID[:GID]
+    additional_gids: tuple[int, ...] = ()
+    no_new_privs: bool = False
+    cap_add: tuple[str, ...] = ()
+
+
+def parse_user(text: str) -> tuple[int, int | None]:
+    uid_s, _, gid_s = text.partition(":")
+    try:
+        uid = int(uid_s)
+        gid = int(gid_s) if gid_s else None
+    except ValueError:
+        raise ConfigError(f"--user {text}: must be UID[:GID] (numbers)") from None
+    if uid < 0 or (gid is not None and gid < 0):
+        raise ConfigError(f"--user {text}: ids cannot be negative")
+    return uid, gid
+
+
+def build_process(base: Process | None, opts: ExecOptions) -> Process:
+    """The process to execute: --process FILE as it is, or the container's process with the
+    command line's args and overrides (runc's rule: env adds to the config's, cwd and user
+    replace)."""
+    if opts.process_file is not None:
+        if opts.args:
+            raise ConfigError("exec: give either --process FILE or a command, not both")
+        return _load_process_file(opts.process_file)
+    if not opts.args:
+        raise ConfigError("exec: no command given (args or --process FILE)")
+    if base is None:
+        raise ConfigError("exec: config.json has no process to take the defaults from")
+    user = base.user
+    if opts.user is not None:
+        uid, gid = parse_user(opts.user)
+        user = User(uid=uid, gid=base.user.gid if gid is None else gid, umask=base.user.umask,
+                    additional_gids=())
+    if opts.additional_gids:
+        user = dataclasses.replace(user, additional_gids=opts.additional_gids)
+    caps = base.capabilities
+    if opts.cap_add and caps is not None:
+        caps = dataclasses.replace(caps, **{
+            k: tuple(dict.fromkeys(getattr(caps, k) + opts.cap_add))
+            for k in ("bounding", "effective", "permitted")})
+    return dataclasses.replace(
+        base, args=opts.args, terminal=opts.tty, cwd=opts.cwd or base.cwd,
+        env=base.env + opts.env, user=user, capabilities=caps,
+        no_new_privileges=base.no_new_privileges or opts.no_new_privs,
+    )
+
+
+def _load_process_file(path: str) -> Process:
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        raise ConfigError(f"--process {path}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"--process {path}: cannot read: {e.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--process {path}: invalid JSON: {e}") from None
+    from . import schema
+
+    # checked as the process of a config: messages name process.<field>
+    schema.validate_config({"ociVersion": "1.2.0", "root": {"path": "rootfs"}, "process": doc},
+                           source=f"--process {path}")
+    return spec_mod._process(doc)
+
+
+def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
+                 detach: bool = False, pid_file: str | None = None,
+                 console_socket: str | None = None, preserve_fds: int = 0) -> int:
+    """Run the process; with detach, return 0 once it executes, else its exit code."""
+    st = store.load(container_id)
+    status = st.live_status()
+    if status == "stopped":
+        raise StateError("cannot exec in a stopped container")
+    if status == "paused":
+        raise StateError("cannot exec in a paused container")
+    if status == "creating":
+        raise StateError("cannot exec in a container that is being created")
+    spec = spec_mod.load_bundle(st.bundle)
+    proc = build_process(spec.process, opts)
+    if proc.terminal and detach and not console_socket:
+        raise ConfigError("--tty: cannot allocate a terminal with --detach and no "
+                          "--console-socket")
+    if console_socket and not proc.terminal:
+        raise ConfigError("--console-socket: the process has no terminal (--tty)")
+    spec = dataclasses.replace(spec, process=proc)
+    refuse_what_is_not_applied(spec, proc)
+    for warning in process.check(proc):
+        log.warning(warning)
+    policy = policy_parse.from_annotations(spec.annotations, spec.root.path)
+    filters = seccomp.prepare(spec.linux.seccomp, policy,
+                              cache_dir=os.path.join(store.root, "seccomp-cache"))
+    if filters.needs_listener:
+        raise ConfigError("linux.seccomp: SCMP_ACT_NOTIFY rules are supported by run only")
+    joins = nsjoin.open_for(st.pid, st.init_start_time)
+    cgroup = Cgroup.from_dict(st.cgroup)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+    try:
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(joins.close)
+            ours, theirs = Channel.pair()
+            cleanup.callback(ours.close)
+            first = os.fork()
+            if first == 0:
+                ours.close()
+                _stage1_main(theirs, joins, spec, filters, policy)
+            theirs.close()
+            joins.close()
+            stage1 = Child(first)
+            cleanup.callback(stage1.kill_and_reap)
+            cgroup.add(first)
+            ours.send("go")
+            try:
+                child = Child(ours.expect("pid", "exec's stage1")["pid"])
+            except ChildVanished as e:
+                stage1.reap()
+                raise ContainerError(str(e)) from None
+            cleanup.callback(child.kill_and_reap)
+            stage1.reap()
+            ours.send("proceed")  # the process shares stage1's channel: it speaks after it
+            master = None
+            if proc.terminal:
+                master = ours.expect("pty", "the exec'd process")["fds"][0]
+                cleanup.callback(os.close, master)
+            ours.expect("ready", "the exec'd process")
+            if policy is not None:
+                from . import tracer
+
+                tracer.add(st.tracer_socket, child.pid)
+            ours.send("start", preserve_fds=preserve_fds)
+            msg = ours.recv()  # end-of-file: execve succeeded
+            if msg is not None:
+                raise ContainerError(msg.get("message") or f"exec: unexpected {msg['type']!r}")
+            if pid_file:
+                write_pid_file(pid_file, child.pid, cleanup)
+            console = None
+            if master is not None and console_socket:
+                send_to_socket(console_socket, master)
+            elif master is not None:
+                console = Console(os.dup(master))
+                console.start()
+            cleanup.pop_all()
+            if master is not None:
+                os.close(master)
+            ours.close()
+            if detach:
+                return 0
+            try:
+                return wait_forwarding_signals(child, console)
+            finally:
+                if console is not None:
+                    console.close()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def _stage1_main(chan: Channel, joins: nsjoin.Joins, spec: Spec, filters: seccomp.Filters,
+                 policy: Policy | None) -> NoReturn:
+    try:
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        chan.expect("go", "the runtime")  # placed in the container's cgroup
+        nsjoin.enter(joins)
+        pid = kernel.clone_process(kernel.CLONE_PARENT)
+        if pid == 0:
+            _process_main(chan, spec, filters, policy)
+        chan.send("pid", pid=pid)
+    except BaseException as exc:  # noqa: BLE001 - reported, then _exit
+        _fail(chan, exc)
+    os._exit(0)
+
+
+def _process_main(chan: Channel, spec: Spec, filters: seccomp.Filters,
+                  policy: Policy | None) -> NoReturn:
+    try:
+        proc = spec.process
+        assert proc is not None
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        chan.expect("proceed", "the runtime")
+        os.setsid()
+        if proc.terminal:
+            master, slave = terminal.open_pty(proc.user.uid)
+            chan.send("pty", fds=[master])
+            os.close(master)
+            terminal.make_controlling(slave)
+        plan = process.prepare(spec)
+        chan.send("ready")
+        start: dict[str, Any] = chan.expect("start", "the runtime")
+        process.apply_identity(proc, keep_sys_admin=bool(filters.programs)
+                               and not proc.no_new_privileges)
+        if spec.linux.personality:
+            domain = spec.linux.personality.get("domain", "LINUX")
+            kernel.personality(kernel.PER_LINUX32 if domain == "LINUX32" else kernel.PER_LINUX)
+        if policy is not None:
+            landlock.restrict_self(policy)
+        _clean_slate(int(start.get("preserve_fds", 0)))
+        plan = process.chdir_late(plan)
+        seccomp.install(filters)  # the very last step, as in the init
+        process.exec_process(plan)
+    except BaseException as exc:  # noqa: BLE001
+        _fail(chan, exc)
+    os._exit(1)

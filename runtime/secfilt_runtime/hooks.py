@@ -1,0 +1,172 @@
+"""OCI hooks: run each hook of a phase with the container's state on stdin.
+
+The runtime-spec names six phases and where each runs:
+- prestart, createRuntime: the runtime's namespaces, during create, after the init is ready;
+- createContainer, startContainer: the container's namespaces (joined with setns by a forked
+  child, see nsjoin); createContainer's path resolves in the runtime's mount namespace (the
+  executable is opened before the join), startContainer's in the container's;
+- poststart: the runtime's namespaces, once the process has started;
+- poststop: the runtime's namespaces, when the container is deleted.
+
+Failures of the phases before the process runs abort the lifecycle step; poststart and poststop
+failures are warnings (the spec's rule). Kept free of heavy imports: `start` and `delete` run
+hooks on the hot path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError, ContainerError
+
+PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+          "poststop")
+_OUTPUT_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class Hook:
+    path: str
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    timeout: int | None = None
+
+
+def parse(hooks: dict[str, Any]) -> dict[str, tuple[Hook, ...]]:
+    """config.json's hooks object (already schema-checked) into Hook tuples per phase."""
+    out: dict[str, tuple[Hook, ...]] = {}
+    for phase, items in (hooks or {}).items():
+        if phase not in PHASES:
+            raise ConfigError(f"hooks.{phase}: not a hook phase (one of {', '.join(PHASES)})")
+        parsed = []
+        for i, h in enumerate(items or ()):
+            if not isinstance(h, dict) or not isinstance(h.get("path"), str) \
+                    or not os.path.isabs(h["path"]):
+                raise ConfigError(f"hooks.{phase}[{i}].path: must be an absolute path")
+            timeout = h.get("timeout")
+            if timeout is not None and (not isinstance(timeout, int) or timeout <= 0):
+                raise ConfigError(f"hooks.{phase}[{i}].timeout: must be a positive integer")
+            parsed.append(Hook(h["path"], tuple(h.get("args") or ()), tuple(h.get("env") or ()),
+                               timeout))
+        out[phase] = tuple(parsed)
+    return out
+
+
+def _describe(phase: str, index: int, hook: Hook) -> str:
+    return f"hooks.{phase}[{index}] ({hook.path})"
+
+
+def run_phase(phase: str, hooks: dict[str, Any], state: dict[str, Any], *,
+              enter: Callable[[], None] | None = None, open_first: bool = False,
+              warn: Callable[[str], None] | None = None) -> None:
+    """Run every hook of `phase` in order. `enter` runs in the forked child before the exec
+    (joins the container's namespaces); open_first opens the executable before `enter`.
+    With `warn`, failures are reported through it and the next hooks still run."""
+    items = parse({phase: (hooks or {}).get(phase) or []})[phase]
+    payload = json.dumps(state).encode()
+    for i, hook in enumerate(items):
+        try:
+            run_one(hook, payload, enter=enter, open_first=open_first,
+                    what=_describe(phase, i, hook))
+        except ContainerError as e:
+            if warn is None:
+                raise
+            warn(str(e))
+
+
+def run_one(hook: Hook, payload: bytes, *, enter: Callable[[], None] | None = None,
+            open_first: bool = False, what: str = "hook") -> None:
+    """Fork, feed the state on stdin, wait with the timeout; ContainerError on failure."""
+    stdin_r, stdin_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child execs or _exits
+        code = 127
+        try:
+            os.close(stdin_w)
+            os.close(err_r)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            exe: int | str = hook.path
+            if open_first:
+                exe = os.open(hook.path, os.O_RDONLY)  # resolved here, run after the join
+                # a script is read by its interpreter through /dev/fd/N: keep N open
+                os.set_inheritable(exe, True)
+            if enter is not None:
+                enter()
+            os.dup2(stdin_r, 0)
+            os.dup2(err_w, 2)
+            args = list(hook.args) or [hook.path]
+            env = dict(e.split("=", 1) for e in hook.env if "=" in e)
+            os.execve(exe, args, env)
+        except BaseException as e:  # noqa: BLE001 - reported on the error pipe
+            with contextlib.suppress(OSError):
+                os.write(err_w, f"cannot run: {e}".encode())
+        finally:
+            os._exit(code)
+    os.close(stdin_r)
+    os.close(err_w)
+    try:
+        with contextlib.suppress(BrokenPipeError):
+            _write_all(stdin_w, payload)
+        os.close(stdin_w)
+        stdin_w = -1
+        status, output = _wait(pid, err_r, hook.timeout)
+    finally:
+        if stdin_w >= 0:
+            os.close(stdin_w)
+        os.close(err_r)
+    text = output.decode(errors="replace").strip()
+    if status is None:
+        raise ContainerError(f"{what}: timed out after {hook.timeout}s")
+    if os.WIFSIGNALED(status):
+        raise ContainerError(f"{what}: killed by signal {os.WTERMSIG(status)}"
+                             + (f": {text}" if text else ""))
+    if os.WEXITSTATUS(status) != 0:
+        raise ContainerError(f"{what}: exit status {os.WEXITSTATUS(status)}"
+                             + (f": {text}" if text else ""))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _wait(pid: int, err_r: int, timeout: int | None) -> tuple[int | None, bytes]:
+    """The hook's wait status (None after a timeout: it was killed) and its stderr head."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    output = b""
+    open_ = True
+    while True:
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got == pid:
+            if open_:
+                with contextlib.suppress(OSError):
+                    while select.select([err_r], [], [], 0)[0]:
+                        chunk = os.read(err_r, 4096)
+                        if not chunk:
+                            break
+                        output = (output + chunk)[:_OUTPUT_LIMIT]
+            return status, output
+        if deadline is not None and time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None, output
+        wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
+        if open_ and select.select([err_r], [], [], wait)[0]:
+            chunk = os.read(err_r, 4096)
+            if chunk:
+                output = (output + chunk)[:_OUTPUT_LIMIT]
+            else:
+                open_ = False
+        elif not open_:
+            time.sleep(wait)

@@ -1,0 +1,240 @@
+"""The lifecycle operations on an existing container: start, state, kill, delete, pause,
+resume, ps, list, update. Engines call start, state, kill and delete all the time: this module
+imports nothing heavy (no jsonschema, no libseccomp, no typer), and the cgroup manager only
+where a cgroup is touched.
+
+Errors keep runc's wording where engines match on it: "container X does not exist",
+"container not running", "cannot delete container X that is not stopped: running".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import ContainerError, StateError
+from .log import log
+from .state import SHORT_SOCKET_DIR, START_SOCKET, State, StateStore, alive, proc_start_time
+
+if TYPE_CHECKING:
+    import socket
+
+_GONE_TIMEOUT = 10.0
+
+
+def signal_if_alive(pid: int, start_time: int, sig: int) -> bool:
+    """Signal `pid` only if it is still the process that started at `start_time`: a pidfd
+    pins the process, so the check and the signal name the same one."""
+    if pid <= 0:
+        return False
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if proc_start_time(pid) != start_time:
+            return False
+        signal.pidfd_send_signal(pidfd, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(pidfd)
+
+
+def parse_signal(text: str) -> int:
+    """runc's forms: 9, KILL, SIGKILL (any case)."""
+    if text.isdigit():
+        num = int(text)
+        if 0 < num < signal.NSIG:
+            return num
+        raise StateError(f"invalid signal: {text}")
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        if name.startswith("SIGRTMIN+") and name[9:].isdigit():
+            num = signal.SIGRTMIN + int(name[9:])
+            if num <= signal.SIGRTMAX:
+                return num
+        raise StateError(f"invalid signal: {text}") from None
+
+
+def _cgroup(st: State):  # noqa: ANN202 - the manager is imported here only
+    from .container.cgroups import Cgroup
+
+    return Cgroup.from_dict(st.cgroup)
+
+
+def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = False) -> None:
+    with store.locked(container_id):
+        st = store.load(container_id)
+        status = st.live_status()
+        if status not in ("created", "running", "paused"):
+            raise StateError("container not running")
+        if all_processes:
+            _cgroup(st).kill_all(sig)
+        elif not signal_if_alive(st.pid, st.init_start_time, sig):
+            raise StateError("container not running")
+
+
+def start(store: StateStore, container_id: str) -> None:
+    """Tell the created init to execute the process; return once execve succeeded."""
+    from . import hooks
+    from .sync import Channel
+
+    with store.locked(container_id):
+        st = store.load(container_id)
+        status = st.live_status()
+        if status == "stopped":
+            raise StateError("cannot start a container that has stopped")
+        if status in ("running", "paused"):
+            raise StateError("cannot start an already running container")
+        if status != "created":
+            raise StateError(f"cannot start a container in the {status} state")
+        if st.hooks.get("startContainer"):
+            from .lifecycle import run_start_hooks
+
+            try:
+                run_start_hooks(st)
+            except ContainerError:
+                signal_if_alive(st.pid, st.init_start_time, signal.SIGKILL)
+                raise
+        chan = Channel(_connect_start(store, container_id))
+        try:
+            st.status = "running"  # before the process can act and be observed
+            store.save(st)
+            chan.send("start")
+            msg = chan.recv()  # end-of-file: the close-on-exec socket went with execve
+        finally:
+            chan.close()
+        if msg is not None:
+            if msg.get("type") == "error":
+                raise ContainerError(msg["message"])
+            raise ContainerError(f"the container init sent {msg.get('type')!r}")
+        hooks.run_phase("poststart", st.hooks, st.to_oci(), warn=log.warning)
+
+
+def _connect_start(store: StateStore, container_id: str) -> socket.socket:
+    import socket  # start only: kill and delete need no sockets
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    dirfd = os.open(store.path(container_id), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.connect(f"/proc/self/fd/{dirfd}/{START_SOCKET}")
+    except OSError as e:
+        sock.close()
+        raise ContainerError(f"cannot reach the created init of {container_id}: "
+                             f"{e.strerror}") from None
+    finally:
+        os.close(dirfd)
+    return sock
+
+
+def delete(store: StateStore, container_id: str, force: bool = False) -> None:
+    with store.locked(container_id):
+        st = store.load(container_id)
+        status = st.live_status()
+        if status in ("running", "paused", "creating") and not force:
+            raise StateError(f"cannot delete container {container_id} that is not stopped: "
+                             f"{status}")
+        destroy(st)
+        store.remove(container_id)
+    if st.status != "creating" or st.pid:
+        from . import hooks
+
+        hooks.run_phase("poststop", st.hooks, {**st.to_oci(), "status": "stopped"},
+                        warn=log.warning)
+
+
+def destroy(st: State) -> None:
+    """Kill what is left of the container and remove its cgroup: the init, the other
+    processes of its cgroup, a create still running, the tracer."""
+    if st.status == "creating":
+        signal_if_alive(st.runtime_pid, st.runtime_start_time, signal.SIGKILL)
+    if st.cgroup:
+        cg = _cgroup(st)
+        cg.kill_all(signal.SIGKILL)
+    signal_if_alive(st.pid, st.init_start_time, signal.SIGKILL)
+    _wait_gone(st.pid, st.init_start_time)
+    # the tracer leaves with its last tracee; a wedged one must not outlive the container
+    if st.tracer_pid and not _wait_gone(st.tracer_pid, st.tracer_start_time, 1.0):
+        signal_if_alive(st.tracer_pid, st.tracer_start_time, signal.SIGKILL)
+    if st.cgroup:
+        cg.destroy()
+    # a socket outside the state directory (a long --root) goes by hand; a dead tracer
+    # could not unlink it
+    if st.tracer_socket.startswith(SHORT_SOCKET_DIR + "/"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(st.tracer_socket)
+
+
+def _wait_gone(pid: int, start_time: int, timeout: float = _GONE_TIMEOUT) -> bool:
+    deadline = time.monotonic() + timeout
+    while alive(pid, start_time):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def pause(store: StateStore, container_id: str) -> None:
+    with store.locked(container_id):
+        st = store.load(container_id)
+        status = st.live_status()
+        if status == "paused":
+            raise StateError("container already paused")
+        if status != "running":
+            raise StateError("container not running")
+        _cgroup(st).freeze()
+
+
+def resume(store: StateStore, container_id: str) -> None:
+    with store.locked(container_id):
+        st = store.load(container_id)
+        if st.live_status() != "paused":
+            raise StateError("container not paused")
+        _cgroup(st).thaw()
+
+
+def pids(store: StateStore, container_id: str) -> list[int]:
+    st = store.load(container_id)
+    if st.live_status() in ("stopped", "creating") and not st.cgroup:
+        return []
+    return sorted(_cgroup(st).pids())
+
+
+def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> None:
+    """Write new linux.resources. The v1 device rules are rewritten from scratch on every
+    apply (deny all first), so the config's devices go with them unless the update brings
+    its own: a container must not lose access to its configured devices."""
+    import json
+
+    from . import spec as spec_mod
+
+    if not isinstance(resources, dict):
+        raise StateError("--resources: must be a JSON object (linux.resources)")
+    with store.locked(container_id):
+        st = store.load(container_id)
+        if st.live_status() == "stopped":
+            raise StateError("container not running")
+        try:
+            with open(os.path.join(st.bundle, "config.json")) as f:
+                spec = spec_mod.parse(json.load(f), st.bundle)
+        except (OSError, ValueError, KeyError) as e:
+            raise StateError(f"{st.bundle}/config.json: cannot read: {e}") from None
+        merged = dict(resources)
+        if "devices" not in merged:
+            merged["devices"] = spec.linux.resources.get("devices") or []
+        _cgroup(st).apply(merged, spec.linux.devices)
+
+
+def list_states(store: StateStore) -> list[dict[str, Any]]:
+    out = []
+    for cid in store.ids():
+        with contextlib.suppress(StateError, ValueError, OSError):
+            out.append(store.load(cid).to_oci())
+    return out
