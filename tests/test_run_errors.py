@@ -577,21 +577,14 @@ def test_failure_after_the_init_was_created_leaves_no_process(runtime, make_bund
     assert _procs_in_cgroup_of("t1") == set()
 
 
-def test_hooks_are_refused_not_ignored(runtime, make_bundle):
-    marker, args = marked("hooks")
-    bundle = make_bundle(args, hooks={"poststart": [{"path": "/bin/true"}]})
-    r, pid_file = run_with_pid_file(runtime, bundle, "t1")
-    assert_failed_cleanly(r, runtime, "hooks.poststart: OCI hooks are not supported yet",
-                          pid_file=pid_file, marker=marker)
-
-
 @pytest.mark.parametrize(("changes", "message"), [
+    # the init could not even report why: refused before anything is created
     ({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}},
-     "linux.seccomp: seccomp profiles are not enforced yet"),
-    ({"annotations": {"org.secfilter.read-only": "true"}},
-     'annotations["org.secfilter.read-only"]: secfilter policies are not enforced yet'),
+     "linux.seccomp: the filters deny execve"),
+    ({"annotations": {"org.secfilter.allowed-port": "70000"}}, "org.secfilter.allowed-port"),
+    ({"annotations": {"org.secfilter.mode": "lenient"}}, "org.secfilter.mode"),
 ])
-def test_confinement_not_enforced_yet_is_refused(runtime, make_bundle, changes, message):
+def test_confinement_that_cannot_hold_is_refused(runtime, make_bundle, changes, message):
     marker, args = marked("confine")
     r, pid_file = run_with_pid_file(runtime, make_bundle(args, **changes), "t1")
     assert_failed_cleanly(r, runtime, message, pid_file=pid_file, marker=marker)

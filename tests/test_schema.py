@@ -174,7 +174,7 @@ BAD_CONFIGS = [
     ("linux.devices.0.type", "x", "linux.devices[0].type", '"x" is not one of c, b, u, p'),
     ("linux.devices.0.major", "-", "linux.devices[0]", 'needs "major" and "minor"'),
     ("linux.devices.0.path", "dev/fuse", "linux.devices[0].path", "absolute path"),
-    ("linux.devices.0.fileMode", 0o10666, "linux.devices[0].fileMode", "from 0 to 4095"),
+    ("linux.devices.0.fileMode", 0o200000, "linux.devices[0].fileMode", "from 0 to 65535"),
     ("linux.maskedPaths", ["proc/kcore"], "linux.maskedPaths[0]", "absolute path"),
     ("linux.sysctl", {"net.ipv4.ip_forward": 1}, 'linux.sysctl["net.ipv4.ip_forward"]',
      "must be a string, not an integer"),
@@ -427,3 +427,20 @@ def test_format_path() -> None:
     assert schema.format_path(["linux", "sysctl", "net.ipv4.ip_forward"]) == (
         'linux.sysctl["net.ipv4.ip_forward"]'
     )
+
+
+def test_podman_device_modes_with_file_type_bits_are_accepted() -> None:
+    """podman --privileged writes fileMode with S_IFCHR/S_IFBLK set (runc accepts it)."""
+    from secfilt_runtime.container import devices
+    from secfilt_runtime.spec import Device
+
+    doc = {"ociVersion": "1.0.0", "root": {"path": "rootfs"},
+           "linux": {"devices": [{"path": "/dev/sda", "type": "b", "major": 8, "minor": 0,
+                                  "fileMode": 0o60660},
+                                 {"path": "/dev/tty1", "type": "c", "major": 4, "minor": 1,
+                                  "fileMode": 0o20620}]}}
+    schema.validate_config(doc, "config.json")
+    node = Device(path="/dev/tty1", type="c", major=4, minor=1, file_mode=0o20620)
+    assert devices.node_mode(node) == 0o20620
+    assert devices.node_mode(Device(path="/dev/sda", type="b", major=8, minor=0,
+                                    file_mode=0o20660)) == 0o60660

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import platform
 
@@ -26,10 +27,12 @@ _libc = _load_libc()
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "clone": 56, "capget": 125, "capset": 126, "openat2": 437,
                "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424,
-               "close_range": 436, "ioprio_set": 251},
+               "close_range": 436, "ioprio_set": 251, "seccomp": 317, "pidfd_getfd": 438,
+               "open_tree": 428, "move_mount": 429},
     "aarch64": {"pivot_root": 41, "clone": 220, "capget": 90, "capset": 91, "openat2": 437,
                 "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424,
-                "close_range": 436, "ioprio_set": 30},
+                "close_range": 436, "ioprio_set": 30, "seccomp": 277, "pidfd_getfd": 438,
+                "open_tree": 428, "move_mount": 429},
 }
 _NR = _SYSCALLS[platform.machine()]
 
@@ -265,6 +268,22 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int, flags: int = 0, dirfd
              ctypes.sizeof(attr))
 
 
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+
+def open_tree(path: str, flags: int, dirfd: int = -100) -> int:
+    """open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount (tree) at `path`."""
+    return _syscall("open_tree", dirfd, _b(path), ctypes.c_uint(flags))
+
+
+def move_mount_fd(from_fd: int, to_path: str, to_dirfd: int = -100) -> None:
+    """move_mount(2) of the detached tree `from_fd` onto `to_path`."""
+    _syscall("move_mount", from_fd, b"", to_dirfd, _b(to_path),
+             ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+
+
 IOPRIO_WHO_PROCESS = 1
 IOPRIO_CLASS_SHIFT = 13
 
@@ -295,3 +314,263 @@ def pidfd_open(pid: int) -> int:
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
     _syscall("pidfd_send_signal", pidfd, sig, None, 0)
+
+
+def pidfd_getfd(pidfd: int, targetfd: int) -> int:
+    """A copy of another process's descriptor (close-on-exec in ours)."""
+    return _syscall("pidfd_getfd", pidfd, targetfd, 0)
+
+
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
+SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 16
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class BpfProgram:
+    """A classic BPF program ready for seccomp(2): built before any filter is loaded, so that
+    loading several in a row allocates nothing in between."""
+
+    def __init__(self, code: bytes) -> None:
+        if not code or len(code) % 8:
+            raise ValueError(f"a BPF program is a non-empty array of 8-byte instructions, "
+                             f"not {len(code)} bytes")
+        self._buf = ctypes.create_string_buffer(code, len(code))
+        self._prog = _SockFprog(len(code) // 8, ctypes.addressof(self._buf))
+        self.ref = ctypes.byref(self._prog)
+
+
+def seccomp_load(prog: BpfProgram, flags: int) -> int:
+    """seccomp(SECCOMP_SET_MODE_FILTER): 0, or the listener fd with FLAG_NEW_LISTENER (the
+    kernel opens it close-on-exec)."""
+    return _syscall("seccomp", SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags), prog.ref)
+
+
+def seccomp_flag_supported(flag: int) -> bool:
+    """Whether the running kernel knows a SECCOMP_FILTER_FLAG_*: with no program it answers
+    EFAULT for a flag it knows and EINVAL for one it does not."""
+    try:
+        _syscall("seccomp", SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flag), None)
+    except OSError as e:
+        return e.errno == errno.EFAULT
+    return True  # not reached: a NULL program is never accepted
+
+
+class _ScmpVersion(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
+def libseccomp_version() -> str:
+    """The installed libseccomp's version, asked of the library itself (dlopen, no Python
+    binding: the cache key needs it on the warm path)."""
+    lib = ctypes.CDLL("libseccomp.so.2")
+    lib.seccomp_version.restype = ctypes.POINTER(_ScmpVersion)
+    v = lib.seccomp_version().contents
+    return f"{v.major}.{v.minor}.{v.micro}"
+
+
+# Landlock: the same numbers on every architecture (syscalls added after the unified table)
+_NR.update({"landlock_create_ruleset": 444, "landlock_add_rule": 445,
+            "landlock_restrict_self": 446})
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_RULE_PATH_BENEATH = 1
+LANDLOCK_RULE_NET_PORT = 2
+
+
+class _LandlockRulesetAttr(ctypes.Structure):
+    # no `scoped` field: the kernel accepts a shorter struct and takes the rest as zero
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64)]
+
+
+class _LandlockPathBeneathAttr(ctypes.Structure):
+    _pack_ = 1  # __attribute__((packed)) in the uapi header
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def landlock_abi_version() -> int:
+    """The Landlock ABI the kernel speaks; raises OSError (ENOSYS, EOPNOTSUPP) without it."""
+    return _syscall("landlock_create_ruleset", None, ctypes.c_size_t(0),
+                    ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+
+
+class _LandlockNetPortAttr(ctypes.Structure):
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64)]
+
+
+def landlock_create_ruleset(handled_access_fs: int, handled_access_net: int = 0) -> int:
+    attr = _LandlockRulesetAttr(handled_access_fs, handled_access_net)
+    if not handled_access_net:  # ABI 1-3 kernels know only the first field
+        return _syscall("landlock_create_ruleset", ctypes.byref(attr), ctypes.c_size_t(8),
+                        ctypes.c_uint32(0))
+    # the kernel opens the ruleset fd close-on-exec
+    return _syscall("landlock_create_ruleset", ctypes.byref(attr),
+                    ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0))
+
+
+def landlock_add_path_beneath(ruleset_fd: int, allowed_access: int, parent_fd: int) -> None:
+    attr = _LandlockPathBeneathAttr(allowed_access, parent_fd)
+    _syscall("landlock_add_rule", ruleset_fd, LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(attr),
+             ctypes.c_uint32(0))
+
+
+def landlock_add_net_port(ruleset_fd: int, allowed_access: int, port: int) -> None:
+    attr = _LandlockNetPortAttr(allowed_access, port)
+    _syscall("landlock_add_rule", ruleset_fd, LANDLOCK_RULE_NET_PORT, ctypes.byref(attr),
+             ctypes.c_uint32(0))
+
+
+def landlock_restrict_self(ruleset_fd: int) -> None:
+    _syscall("landlock_restrict_self", ruleset_fd, ctypes.c_uint32(0))
+
+
+# ---- ptrace(2), waitpid(2), process_vm_readv(2): the tracer's calls -----------------------------
+
+PTRACE_CONT = 7
+PTRACE_GETREGS = 12
+PTRACE_SETREGS = 13
+PTRACE_GETEVENTMSG = 0x4201
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_LISTEN = 0x4208
+PTRACE_GET_SYSCALL_INFO = 0x420E
+PTRACE_SYSCALL_INFO_SECCOMP = 3
+
+PTRACE_O_TRACEFORK = 0x2
+PTRACE_O_TRACEVFORK = 0x4
+PTRACE_O_TRACECLONE = 0x8
+PTRACE_O_TRACEEXEC = 0x10
+PTRACE_O_TRACESECCOMP = 0x80
+PTRACE_O_EXITKILL = 0x100000
+
+PTRACE_EVENT_FORK = 1
+PTRACE_EVENT_VFORK = 2
+PTRACE_EVENT_CLONE = 3
+PTRACE_EVENT_EXEC = 4
+PTRACE_EVENT_SECCOMP = 7
+PTRACE_EVENT_STOP = 128
+
+WALL = 0x40000000  # __WALL: threads and clone children too
+
+_libc.ptrace.argtypes = (ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_libc.ptrace.restype = ctypes.c_long
+_libc.waitpid.argtypes = (ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int)
+_libc.waitpid.restype = ctypes.c_int
+
+
+class SyscallInfo(ctypes.Structure):
+    """struct ptrace_syscall_info, seccomp flavour (op == PTRACE_SYSCALL_INFO_SECCOMP)."""
+
+    _fields_ = [("op", ctypes.c_uint8), ("_pad", ctypes.c_uint8 * 3), ("arch", ctypes.c_uint32),
+                ("instruction_pointer", ctypes.c_uint64), ("stack_pointer", ctypes.c_uint64),
+                ("nr", ctypes.c_uint64), ("args", ctypes.c_uint64 * 6),
+                ("ret_data", ctypes.c_uint32), ("_pad2", ctypes.c_uint32)]
+
+
+class UserRegs(ctypes.Structure):
+    """x86_64 struct user_regs_struct (also what an i386 task's registers are read as)."""
+
+    _fields_ = [(n, ctypes.c_ulonglong) for n in (
+        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
+        "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds",
+        "es", "fs", "gs")]
+
+
+def ptrace(request: int, pid: int, addr: int = 0, data: object = 0) -> int:
+    ret = _libc.ptrace(request, pid, addr, data)
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"ptrace({request:#x}, {pid}): {os.strerror(err)}")
+    return ret
+
+
+def ptrace_seize(pid: int, options: int) -> None:
+    ptrace(PTRACE_SEIZE, pid, 0, options)
+
+
+def ptrace_cont(pid: int, sig: int = 0) -> None:
+    ptrace(PTRACE_CONT, pid, 0, sig)
+
+
+def ptrace_listen(pid: int) -> None:
+    ptrace(PTRACE_LISTEN, pid, 0, 0)
+
+
+_eventmsg = ctypes.c_ulong()
+
+
+def ptrace_geteventmsg(pid: int) -> int:
+    ptrace(PTRACE_GETEVENTMSG, pid, 0, ctypes.addressof(_eventmsg))
+    return _eventmsg.value
+
+
+def ptrace_syscall_info(pid: int, info: SyscallInfo) -> None:
+    """Fill `info` (reused by the caller: no allocation per stop)."""
+    ptrace(PTRACE_GET_SYSCALL_INFO, pid, ctypes.sizeof(info), ctypes.addressof(info))
+
+
+def ptrace_getregs(pid: int, regs: UserRegs) -> None:
+    ptrace(PTRACE_GETREGS, pid, 0, ctypes.addressof(regs))
+
+
+def ptrace_setregs(pid: int, regs: UserRegs) -> None:
+    ptrace(PTRACE_SETREGS, pid, 0, ctypes.addressof(regs))
+
+
+_wstatus = ctypes.c_int()
+
+
+def wait_any(options: int = WALL) -> tuple[int, int]:
+    """waitpid(-1): (pid, status). Unlike os.waitpid it is not retried after a signal handler
+    ran: InterruptedError lets the caller look at what the handler queued."""
+    ret = _libc.waitpid(-1, ctypes.byref(_wstatus), options)
+    if ret == -1:
+        err = ctypes.get_errno()
+        if err == errno.EINTR:
+            raise InterruptedError(err, "waitpid: interrupted")
+        raise OSError(err, f"waitpid: {os.strerror(err)}")
+    return ret, _wstatus.value
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_libc.process_vm_readv.argtypes = (ctypes.c_int, ctypes.POINTER(_Iovec), ctypes.c_ulong,
+                                   ctypes.POINTER(_Iovec), ctypes.c_ulong, ctypes.c_ulong)
+_libc.process_vm_readv.restype = ctypes.c_ssize_t
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class RemoteReader:
+    """Reads another process's memory into one reused buffer with process_vm_readv, split on
+    page boundaries so that a read running into an unmapped page returns what came before it."""
+
+    MAX_PAGES = 34  # 128 KiB + a page: the largest read the tracer asks for
+
+    def __init__(self, size: int) -> None:
+        self.buf = ctypes.create_string_buffer(size)
+        self._local = _Iovec(ctypes.addressof(self.buf), size)
+        self._remote = (_Iovec * self.MAX_PAGES)()
+
+    def read(self, pid: int, addr: int, length: int) -> int:
+        """Bytes read into self.buf (fewer than `length` when a page is not mapped)."""
+        length = min(length, len(self.buf))
+        n, pos = 0, addr
+        end = addr + length
+        while pos < end and n < self.MAX_PAGES:
+            chunk = min(end, (pos // _PAGE + 1) * _PAGE) - pos
+            self._remote[n].base, self._remote[n].len = pos, chunk
+            pos += chunk
+            n += 1
+        self._local.len = pos - addr
+        ret = _libc.process_vm_readv(pid, ctypes.byref(self._local), 1, self._remote, n, 0)
+        if ret == -1:
+            err = ctypes.get_errno()
+            if err == errno.EFAULT:
+                return 0
+            raise OSError(err, f"process_vm_readv({pid}): {os.strerror(err)}")
+        return ret

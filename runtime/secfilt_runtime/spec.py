@@ -150,6 +150,10 @@ def load_bundle(bundle: str) -> Spec:
         doc = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid JSON: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as e:  # an integer of more digits than Python converts
+        raise ConfigError(f"{path}: invalid JSON: {e}") from None
 
     from . import schema  # jsonschema is heavy: only the create/run path pays for it
 

@@ -15,11 +15,15 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
+import struct
 import traceback
 from typing import NoReturn
 
-from .. import kernel
+from .. import kernel, seccomp
 from ..errors import SecfiltError
+from ..policy import landlock
+from ..seccomp import Filters
 from ..spec import Spec
 from ..sync import Channel
 from . import namespaces, process, rootfs, system, terminal
@@ -45,15 +49,16 @@ def _fail(chan: Channel, exc: BaseException) -> NoReturn:
         os._exit(1)
 
 
-def stage1_main(chan: Channel, spec: Spec, plan: NamespacePlan) -> NoReturn:
+def stage1_main(chan: Channel, spec: Spec, plan: NamespacePlan,
+                filters: Filters | None = None) -> NoReturn:
     try:
-        _stage1(chan, spec, plan)
+        _stage1(chan, spec, plan, filters or Filters())
     except BaseException as exc:  # noqa: BLE001 - everything must be reported, then _exit
         _fail(chan, exc)
     os._exit(0)
 
 
-def _stage1(chan: Channel, spec: Spec, plan: NamespacePlan) -> None:
+def _stage1(chan: Channel, spec: Spec, plan: NamespacePlan, filters: Filters) -> None:
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
     chan.expect("go", "the runtime")  # the runtime has placed us in the container's cgroup
     namespaces.join(namespaces.open_joins(plan))
@@ -86,25 +91,29 @@ def _stage1(chan: Channel, spec: Spec, plan: NamespacePlan) -> None:
             message += f" (linux.resources.pids.limit is {limit})"
         raise SecfiltError(message) from None
     if pid == 0:
-        init_main(chan, spec)
+        init_main(chan, spec, filters)
     chan.send("init-pid", pid=pid)
 
 
-def init_main(chan: Channel, spec: Spec) -> NoReturn:
+def init_main(chan: Channel, spec: Spec, filters: Filters | None = None) -> NoReturn:
     try:
-        _init(chan, spec)
+        _init(chan, spec, filters or Filters())
     except BaseException as exc:  # noqa: BLE001
         _fail(chan, exc)
     os._exit(1)  # not reached: _init executes the process or raises
 
 
-def _init(chan: Channel, spec: Spec) -> NoReturn:
+def _init(chan: Channel, spec: Spec, filters: Filters) -> NoReturn:
     assert spec.process is not None
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
     os.setsid()
     rootfs.prepare(spec)
     system.apply(spec)
     rootfs.finalize(spec)
+    policy = filters.policy
+    enforce_writes = policy is not None and policy.restricts_writes and not policy.audit
+    if enforce_writes:
+        rootfs.freeze_for_policy(policy.allow_write)
     if spec.process.terminal:
         master, slave = terminal.open_pty(spec.process.user.uid)
         chan.send("pty", fds=[master])
@@ -112,21 +121,57 @@ def _init(chan: Channel, spec: Spec) -> NoReturn:
         terminal.make_controlling(slave)
     plan = process.prepare(spec)
     chan.send("ready")
-    chan.expect("start", "the runtime")
-    process.apply_identity(spec.process)
+    start = _wait_for_start(chan)
+    # without no_new_privs, loading the filters needs CAP_SYS_ADMIN up to the load
+    process.apply_identity(spec.process, keep_sys_admin=bool(filters.programs)
+                           and not spec.process.no_new_privileges)
     if spec.linux.personality:
         domain = spec.linux.personality.get("domain", "LINUX")
         kernel.personality(kernel.PER_LINUX32 if domain == "LINUX32" else kernel.PER_LINUX)
-    _clean_slate()
+    if policy is not None:
+        landlock.restrict_self(policy)
+    _clean_slate(int(start.get("preserve_fds", 0)))
+    plan = process.chdir_late(plan)
+    # the very last step: nothing of ours may run under the filters but execve itself
+    seccomp.install(filters)
     process.exec_process(plan)
 
 
-def _clean_slate() -> None:
+def _wait_for_start(chan: Channel) -> dict:
+    """`run` says "start" on the setup channel. `create` instead hands over a listening socket
+    of the state directory and exits: its caller (an engine, a subreaper) becomes our parent,
+    so the parent-death signal goes first. `start` connects there and says "start"; from then
+    on the connection is the channel (errors and the close-on-exec end-of-file go to it)."""
+    msg = chan.recv()
+    if msg is None:
+        raise SecfiltError("the runtime went away before starting the container")
+    if msg["type"] == "start":
+        return msg
+    if msg["type"] != "wait-start":
+        raise SecfiltError(f"the runtime sent {msg['type']!r} where 'start' was expected")
+    listener = socket.socket(fileno=msg["fds"][0])
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)
+    chan.send("waiting")
+    while True:
+        conn, _ = listener.accept()
+        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                  struct.calcsize("3i")))[1]
+        peer = Channel(conn)
+        first = peer.recv() if uid == os.geteuid() or uid == 0 else None
+        if first is not None and first["type"] == "start":
+            listener.close()
+            chan.adopt(conn)
+            return {**msg, **first, "fds": []}  # create's settings (preserve_fds) stand
+        conn.close()
+
+
+def _clean_slate(preserve_fds: int = 0) -> None:
     """What the runtime's process holds must not reach the container's: every descriptor but
-    stdio (one inherited from the runtime's caller could name a host directory), ignored or
-    blocked signals, and the parent-death signal (cleared by a uid change, not by execve: keep
-    the behaviour the same for every uid, as runc does)."""
-    kernel.close_range(3, flags=kernel.CLOSE_RANGE_CLOEXEC)
+    stdio and the --preserve-fds ones after it (another one inherited from the runtime's
+    caller could name a host directory), ignored or blocked signals, and the parent-death
+    signal (cleared by a uid change, not by execve: keep the behaviour the same for every
+    uid, as runc does)."""
+    kernel.close_range(3 + preserve_fds, flags=kernel.CLOSE_RANGE_CLOEXEC)
     for sig in range(1, signal.NSIG):
         if sig not in (signal.SIGKILL, signal.SIGSTOP, 32, 33):
             signal.signal(sig, signal.SIG_DFL)

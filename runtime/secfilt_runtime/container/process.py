@@ -17,6 +17,7 @@ and PR_CAPBSET_DROP needs CAP_SETPCAP effective.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import resource
@@ -344,14 +345,21 @@ def _drop_bounding(keep: int, last: int) -> None:
             ) from None
 
 
-def apply_identity(process: Process, before_drop: Callable[[], None] | None = None) -> None:
+def apply_identity(process: Process, before_drop: Callable[[], None] | None = None,
+                   keep_sys_admin: bool = False) -> None:
     """Switch to the container's user, groups and capabilities (see the module docstring).
 
-    `before_drop` runs after noNewPrivileges and before any privilege is given up: the place
-    to load a seccomp filter when noNewPrivileges is false (that needs CAP_SYS_ADMIN).
+    `before_drop` runs after noNewPrivileges and before any privilege is given up. (Seccomp
+    filters are not loaded there: they come last, right before execve; see keep_sys_admin.)
 
     process.capabilities None: the capabilities are left as they are, as runc does (a uid 0
     process keeps what the runtime had; a non-zero uid loses them at execve).
+
+    keep_sys_admin: CAP_SYS_ADMIN stays in the effective and permitted sets (never in the
+    bounding, inheritable or ambient ones) so seccomp filters can be loaded without
+    no_new_privs right before execve; execve then drops it by its own rules (permitted' is
+    built from the bounding and inheritable sets for uid 0, from ambient or file capabilities
+    otherwise), leaving the sets the config asks for.
     """
     user = process.user
     if process.no_new_privileges:
@@ -384,8 +392,9 @@ def apply_identity(process: Process, before_drop: Callable[[], None] | None = No
     kernel.prctl(kernel.PR_SET_KEEPCAPS, 0)
 
     if masks is not None:
+        extra = 1 << caps_mod.CAPABILITIES["CAP_SYS_ADMIN"] if keep_sys_admin else 0
         try:
-            kernel.capset(masks.effective, masks.permitted, masks.inheritable)
+            kernel.capset(masks.effective | extra, masks.permitted | extra, masks.inheritable)
         except OSError as e:
             raise ContainerError(
                 "process.capabilities: cannot set effective "
@@ -398,7 +407,8 @@ def apply_identity(process: Process, before_drop: Callable[[], None] | None = No
         except OSError as e:
             if e.errno != errno.EINVAL:  # EINVAL: a kernel without ambient capabilities
                 raise
-        for cap in caps_mod.names_of(masks.ambient):
+        # only what the kernel would raise from the config's own sets (not from `extra`)
+        for cap in caps_mod.names_of(masks.ambient & masks.permitted & masks.inheritable):
             # As runc: only a warning (given by check()) when the kernel refuses one.
             with contextlib.suppress(OSError):
                 kernel.prctl(kernel.PR_CAP_AMBIENT, kernel.PR_CAP_AMBIENT_RAISE,
@@ -406,13 +416,19 @@ def apply_identity(process: Process, before_drop: Callable[[], None] | None = No
     os.umask(DEFAULT_UMASK if user.umask is None else user.umask)
 
 
-def exec_process(plan: ExecPlan) -> NoReturn:
+def chdir_late(plan: ExecPlan) -> ExecPlan:
+    """The chdir root was denied, as the container user; done before the seccomp filters."""
     if plan.cwd_later is not None:
         try:
             os.chdir(plan.cwd_later)
         except OSError as e:
             raise ContainerError(f"process.cwd ({plan.cwd_later}): {e.strerror}") from None
         _verify_cwd(plan.cwd_later)
+    return dataclasses.replace(plan, cwd_later=None)
+
+
+def exec_process(plan: ExecPlan) -> NoReturn:
+    plan = chdir_late(plan)
     env = dict(item.split("=", 1) for item in plan.env)
     try:
         os.execve(plan.path, plan.args, env)

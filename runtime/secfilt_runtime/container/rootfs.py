@@ -540,3 +540,41 @@ def _check_dev_null(what: str) -> None:
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):
             return
     raise ContainerError(f"{what}: cannot mask it: /dev/null is not the null device")
+
+
+def freeze_for_policy(allow_write: tuple[str, ...]) -> None:
+    """The kernel's own, race-free enforcement of a read-only policy in the container: every
+    mount read-only, except the allow-write paths and /proc (its files are the processes'
+    settings, not a file system to protect; /proc/sys and friends keep their own ro binds).
+
+    The tracer judges each call first (its errno and its log); this layer holds when a call
+    changes under the tracer's feet (a path rewritten by another thread after the check), and
+    for the calls Landlock cannot restrict (chmod, chown, utimes, xattrs). Run after
+    pivot_root, so the paths are the container's own.
+    """
+    clones: list[tuple[str, int]] = []
+    try:
+        for path in allow_write:
+            try:
+                fd = kernel.open_tree(path, kernel.OPEN_TREE_CLONE | kernel.OPEN_TREE_CLOEXEC
+                                      | kernel.AT_RECURSIVE)
+            except FileNotFoundError:
+                continue  # nothing there to write to yet: the parent stays read-only
+            except OSError as e:
+                raise _err("org.secfilter.allow-write", f"clone the mounts at {path}", e
+                           ) from None
+            clones.append((path, fd))
+        proc_writable = os.path.ismount("/proc") and not os.statvfs("/proc").f_flag & os.ST_RDONLY
+        try:
+            kernel.mount_setattr("/", kernel.MOUNT_ATTR_RDONLY, 0, kernel.AT_RECURSIVE)
+            if proc_writable:
+                kernel.mount_setattr("/proc", 0, kernel.MOUNT_ATTR_RDONLY)
+            # the clones were taken writable: moved on top, they are the allow-write view
+            for path, fd in clones:
+                kernel.move_mount_fd(fd, path)
+        except OSError as e:
+            raise _err("org.secfilter.read-only", "make the container's mounts read-only", e
+                       ) from None
+    finally:
+        for _, fd in clones:
+            os.close(fd)
