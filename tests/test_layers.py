@@ -12,6 +12,7 @@ from secfilt_runtime.policy import landlock, layers
 from secfilt_runtime.policy.layers import (
     BPF,
     LANDLOCK,
+    MOUNTS,
     NOTHING,
     TRACER,
     LayerRow,
@@ -21,7 +22,7 @@ from secfilt_runtime.policy.layers import (
 from secfilt_runtime.policy.model import Policy
 from secfilt_runtime.schema import load_schema
 
-KNOWN_LAYERS = {"kernel", LANDLOCK, BPF, TRACER, NOTHING}
+KNOWN_LAYERS = {"kernel", LANDLOCK, BPF, MOUNTS, TRACER, NOTHING}
 
 
 def row(rows: list[LayerRow], covers_start: str) -> LayerRow:
@@ -61,10 +62,11 @@ def test_landlock_abi_7_closes_the_path_races_it_covers() -> None:
                    "rename", "files the kernel writes"):
         r = row(rows, covers)
         assert LANDLOCK in r.layers and r.race_free, r
-    # what Landlock has no right for stays with the tracer, and says so
-    for covers in ("chmod", "extended attributes"):
-        r = row(rows, covers)
-        assert r.layers == (TRACER,) and not r.race_free, r
+    # what Landlock has no right for: the container's read-only mounts, else the racy tracer
+    container = row(rows, "chmod, chown, utimes, chattr, xattrs in a container")
+    assert container.layers == (MOUNTS, TRACER) and container.race_free, container
+    host = row(rows, "chmod, chown, utimes, chattr, xattrs under secfilt")
+    assert host.layers == (TRACER,) and not host.race_free, host
 
 
 @pytest.mark.parametrize("abi", range(0, 8))
@@ -106,7 +108,25 @@ def test_a_hardening_call_missing_from_the_filter_reads_as_not_enforced() -> Non
 
 def test_format_table_marks_racy_rows() -> None:
     text = format_table(enforcement_layers(7))
-    (chmod_line,) = [ln for ln in text.splitlines() if "chmod" in ln]
+    (chmod_line,) = [ln for ln in text.splitlines() if "chmod" in ln and "secfilt" in ln]
     assert "tracer (racy)" in chmod_line
     (create_line,) = [ln for ln in text.splitlines() if "create files" in ln]
     assert "racy" not in create_line and "Landlock" in create_line
+
+
+def test_check_command_reports_this_machine() -> None:
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, "-m", "secfilt_runtime", "check", "--format", "json"],
+                         capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO / "runtime"), "PATH": "/usr/bin:/bin"})
+    doc = json.loads(out.stdout)
+    assert doc["landlockABI"] == landlock.abi()
+    assert doc["rules"] == [r.to_dict() for r in enforcement_layers(landlock.abi())]
+    bad = subprocess.run([sys.executable, "-m", "secfilt_runtime", "check", "--format", "xml"],
+                         capture_output=True, text=True,
+                         env={"PYTHONPATH": str(REPO / "runtime"), "PATH": "/usr/bin:/bin"})
+    assert bad.returncode != 0 and "--format" in bad.stderr

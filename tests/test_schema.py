@@ -328,7 +328,7 @@ def test_good_policy_annotations() -> None:
     ("key", "value", "fragment"),
     [
         ("org.secfilter.read-only", "True", 'must be "true" or "false", got "True"'),
-        ("org.secfilter.allow-resolv", "1", 'must be "true" or "false"'),
+        ("org.secfilter.allow-resolv", "2", 'must be "true" or "false"'),
         ("org.secfilter.no-outbound-network", "", 'must be "true" or "false"'),
         ("org.secfilter.mainstream-network-families", "no", 'must be "true" or "false"'),
         ("org.secfilter.allow-write", "tmp", 'absolute paths separated by ":" or ","'),

@@ -294,7 +294,7 @@ def test_command_not_found(secfilt: Secfilt) -> None:
      "secfilt: --allowed-netmask: 10.0.0.0/33 is not an IPv4 or IPv6 network"),
     (["--read-only=maybe", "true"], "secfilt: --read-only: maybe is not a boolean"),
     (["--bogus", "true"], "secfilt: --bogus: unknown option"),
-    (["--config=/nonexistent/x.conf", "true"], "secfilt: /nonexistent/x.conf: cannot read"),
+    (["--config=/nonexistent/x.conf", "true"], "secfilt: --config=/nonexistent/x.conf: cannot read"),
     (["--read-only"], "secfilt: no command given"),
     (["--read-only", "--log=/nonexistent/dir/log", "true"],
      "secfilt: --log: cannot open /nonexistent/dir/log: No such file or directory"),

@@ -95,6 +95,7 @@ COMMANDS: dict[str, tuple[tuple[Flag, ...], str]] = {
     "features": ((), ""),
     "spec": ((_BUNDLE, _f("rootless", "--rootless")), ""),
     "filters": ((_BUNDLE,), ""),
+    "check": ((_FORMAT,), ""),
 }
 _NEEDS_ID = {"create", "start", "state", "kill", "delete", "exec", "ps", "pause", "resume",
              "update"}
@@ -267,6 +268,8 @@ def _run_command(command: str, p: Parsed, store: StateStore, root: str) -> int:
 
         write_default_spec(str(o.get("bundle") or "."), bool(o.get("rootless")))
         return 0
+    if command == "check":
+        return _check(str(o.get("format") or "table"))
     if command == "filters":
         from .seccomp import show
 
@@ -441,3 +444,19 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _check(fmt: str) -> int:
+    """Which layer enforces each policy rule on this machine (its Landlock ABI)."""
+    from .policy import landlock, layers
+
+    abi = landlock.abi()
+    rows = layers.enforcement_layers(abi)
+    if fmt == "json":
+        doc = {"landlockABI": abi, "rules": [r.to_dict() for r in rows]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif fmt == "table":
+        sys.stdout.write(f"Landlock ABI: {abi or 'none'}\n{layers.format_table(rows)}\n")
+    else:
+        raise UsageError(f"--format: {fmt!r} is not table or json")
+    return 0

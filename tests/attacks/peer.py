@@ -29,9 +29,13 @@ def destination(packet: bytes) -> str | None:
     return None
 
 
-def watch_wire(out, watched: set[str], lock: threading.Lock) -> None:
+def open_sniffer() -> socket.socket:
     sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sniffer.bind(("lo", 0))
+    return sniffer
+
+
+def watch_wire(sniffer: socket.socket, out, watched: set[str], lock: threading.Lock) -> None:
     while True:
         packet = sniffer.recv(65535)
         dest = destination(packet)
@@ -57,7 +61,10 @@ def main(record: str, port: int, addrs: list[str]) -> None:
     lock = threading.Lock()
     with open(record, "a", buffering=1) as out:
         watched = {str(ipaddress.ip_address(a)) for a in addrs[1:]}
-        threading.Thread(target=watch_wire, args=(out, watched, lock), daemon=True).start()
+        # bound before "ready": a packet sent right after must already be seen
+        sniffer = open_sniffer()
+        threading.Thread(target=watch_wire, args=(sniffer, out, watched, lock),
+                         daemon=True).start()
         print("ready", flush=True)
         while True:
             for key, _ in sel.select():

@@ -5,6 +5,8 @@ The layers, strongest first:
 - "kernel": the kernel itself, with nothing of ours in the path (PTRACE_O_EXITKILL, a
   SECCOMP_RET_TRACE without a tracer failing with ENOSYS);
 - "Landlock": the kernel checks the inode the call really uses: no race;
+- "read-only mounts": in a container, every mount is read-only except the allow-write
+  paths: the kernel refuses any change there, metadata included, with no race;
 - "BPF": the seccomp filter decides on integer arguments (syscall number, flags, family):
   no race, because registers cannot change under it;
 - "tracer": the ptrace tracer reads a pointer argument (a path, a sockaddr) from the process's
@@ -26,7 +28,9 @@ from . import filter as policy_filter
 from .model import Policy
 
 KERNEL, LANDLOCK, BPF, TRACER, NOTHING = "kernel", "Landlock", "BPF", "tracer", "not enforced"
-RACE_FREE_LAYERS = frozenset({KERNEL, LANDLOCK, BPF})
+# a container's mounts made read-only (allow-write bound writable on top): containers only
+MOUNTS = "read-only mounts"
+RACE_FREE_LAYERS = frozenset({KERNEL, LANDLOCK, BPF, MOUNTS})
 
 
 @dataclass(frozen=True)
@@ -104,11 +108,12 @@ def enforcement_layers(landlock_abi: int | None) -> list[LayerRow]:
                  "LANDLOCK_ACCESS_FS_REFER (ABI 2): a link or rename never widens access"
                  + ("" if abi >= 2 else "; ABI 1 refuses every rename or link across "
                     "directories")),
-        LayerRow("allow-write", "chmod, chown, utimes, chattr (FS_IOC_SETFLAGS)", (TRACER,),
-                 "Landlock has no right for metadata: a path rewritten between the check and "
-                 "the call wins"),
-        LayerRow("allow-write", "extended attributes (setxattr, removexattr, ...)", (TRACER,),
-                 "Landlock has no right for xattrs: the same race as chmod"),
+        LayerRow("allow-write", "chmod, chown, utimes, chattr, xattrs in a container",
+                 (MOUNTS, TRACER),
+                 "Landlock has no right for metadata; the container's read-only mounts do"),
+        LayerRow("allow-write", "chmod, chown, utimes, chattr, xattrs under secfilt", (TRACER,),
+                 "no mount layer on the host: a path rewritten between the check and the "
+                 "call wins"),
         LayerRow("read-only", "files the kernel writes on the process's behalf (core dumps)",
                  _landlock(abi, 1) or (NOTHING,),
                  "no system call names the core file; Landlock checks its creation"),
@@ -138,8 +143,7 @@ def enforcement_layers(landlock_abi: int | None) -> list[LayerRow]:
                  "the first hop of a source route is the packet's real destination"),
         LayerRow("no-outbound-network",
                  "the same routes as sendmsg control messages (IP_RETOPTS, IPV6_RTHDR)",
-                 (NOTHING,), "the tracer does not read control messages yet "
-                 "(docs/security.md, gap 6)"),
+                 (TRACER,), "the tracer reads sendmsg's control messages"),
         LayerRow("mainstream-network-families", "socket families other than unix, inet, "
                  "inet6, netlink", (BPF,), ""),
         # --- the sandbox itself (every non-empty policy) ------------------------------------
