@@ -378,6 +378,38 @@ def test_notify_reaches_the_agent(runtime, make_bundle, tmp_path):
     assert agent.calls and agent.calls[0] == (83, 0xC000003E)  # mkdir, x86_64
 
 
+def test_notify_reaches_the_agent_with_create_and_start(runtime, make_bundle, tmp_path):
+    """As podman and containerd run it: the listener is handed over by `start`."""
+    import subprocess
+    import time
+
+    sock = tmp_path / "agent.sock"
+    agent = Agent(sock)
+    agent.start()
+    b = make_bundle(sh("mkdir /tmp/n; echo rc=$?"), **seccomp(
+        "SCMP_ACT_ALLOW", {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"},
+        listenerPath=str(sock), listenerMetadata="via-start"))
+    out, err = tmp_path / "out", tmp_path / "err"
+    # files, not pipes: the init keeps create's stdio (a pipe would not see EOF with create)
+    with open(out, "w") as f, open(err, "w") as e:
+        created = subprocess.run(runtime.argv("create", "--bundle", str(b), runtime.cid),
+                                 stdout=f, stderr=e, timeout=60, env=runtime.env())
+    assert created.returncode == 0, err.read_text()
+    try:
+        started = runtime("start", runtime.cid)
+        assert started.returncode == 0, started.stderr
+        agent.join(10)
+        for _ in range(100):
+            if '"stopped"' in runtime("state", runtime.cid).stdout:
+                break
+            time.sleep(0.1)
+    finally:
+        runtime("delete", "--force", runtime.cid)
+    assert "rc=1" in out.read_text()
+    assert agent.message is not None and agent.message["metadata"] == "via-start"
+    assert agent.calls and agent.calls[0] == (83, 0xC000003E)
+
+
 def test_notify_without_a_listening_agent_fails_cleanly(runtime, make_bundle, tmp_path):
     b = make_bundle(["true"], **seccomp(
         "SCMP_ACT_ALLOW", {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},

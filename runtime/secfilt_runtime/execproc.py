@@ -147,7 +147,8 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
     refuse_what_is_not_applied(spec, proc)
     for warning in process.check(proc):
         log.warning(warning)
-    policy = policy_parse.from_annotations(spec.annotations, spec.root.path)
+    policy = policy_parse.from_annotations(spec.annotations, spec.root.path,
+                                           mounts=spec.mounts)
     filters = seccomp.prepare(spec.linux.seccomp, policy,
                               cache_dir=os.path.join(store.root, "seccomp-cache"))
     if filters.needs_listener:

@@ -49,7 +49,8 @@ def prepare(bundle: str, root: str) -> Prepared:
     happens here, before the state entry, cgroup or any process exists."""
     spec = spec_mod.load_bundle(bundle)
     plan = check_bundle(spec)
-    policy = policy_parse.from_annotations(spec.annotations, spec.root.path)
+    policy = policy_parse.from_annotations(spec.annotations, spec.root.path,
+                                           mounts=spec.mounts)
     filters = seccomp.prepare(spec.linux.seccomp, policy,
                               cache_dir=os.path.join(root, "seccomp-cache"))
     return Prepared(spec, plan, policy, filters)
@@ -371,9 +372,6 @@ def create(bundle: str, container_id: str, root: str, *, pid_file: str | None = 
                           "(create returns while the container lives on)")
     if not spec.process.terminal and console_socket:
         raise ConfigError("--console-socket: process.terminal is false in config.json")
-    if prepared.filters.needs_listener:
-        raise ConfigError("linux.seccomp: SCMP_ACT_NOTIFY rules are supported by run only "
-                          "(the listener is handed over by the process that starts)")
     store = StateStore(root)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:

@@ -110,6 +110,9 @@ def start(store: StateStore, container_id: str) -> None:
             store.save(st)
             chan.send("start")
             msg = chan.recv()  # end-of-file: the close-on-exec socket went with execve
+            if msg is not None and msg.get("type") == "handoff":
+                _hand_listener(st, msg, chan.fileno())
+                msg = chan.recv()
         finally:
             chan.close()
         if msg is not None:
@@ -117,6 +120,20 @@ def start(store: StateStore, container_id: str) -> None:
                 raise ContainerError(msg["message"])
             raise ContainerError(f"the container init sent {msg.get('type')!r}")
         hooks.run_phase("poststart", st.hooks, st.to_oci(), warn=log.warning)
+
+
+def _hand_listener(st: State, msg: dict, watch_fd: int) -> None:
+    """SCMP_ACT_NOTIFY: the init's listener goes to linux.seccomp.listenerPath before the
+    process runs, as with run (seccomp.notify)."""
+    from .errors import ConfigError
+    from .seccomp.notify import Handoff, hand_to_agent
+
+    handoff = Handoff.attach(msg["fds"][0])
+    if not msg.get("listener_path"):
+        raise ConfigError("linux.seccomp.listenerPath: required when a rule uses "
+                          "SCMP_ACT_NOTIFY")
+    hand_to_agent(handoff, msg["listener_path"], msg.get("listener_metadata"), st.pid,
+                  {**st.to_oci(), "status": "creating"}, watch_fd)
 
 
 def _connect_start(store: StateStore, container_id: str) -> socket.socket:

@@ -122,6 +122,12 @@ def _init(chan: Channel, spec: Spec, filters: Filters) -> NoReturn:
     plan = process.prepare(spec)
     chan.send("ready")
     start = _wait_for_start(chan)
+    if start.get("adopted") and filters.needs_listener and filters.handoff is not None:
+        # `start` is not the process that forked us: it gets the page the listener is handed
+        # over in, and where to take it
+        chan.send("handoff", fds=[filters.handoff.fileno()],
+                  listener_path=filters.listener_path,
+                  listener_metadata=filters.listener_metadata)
     # without no_new_privs, loading the filters needs CAP_SYS_ADMIN up to the load
     process.apply_identity(spec.process, keep_sys_admin=bool(filters.programs)
                            and not spec.process.no_new_privileges)
@@ -161,7 +167,8 @@ def _wait_for_start(chan: Channel) -> dict:
         if first is not None and first["type"] == "start":
             listener.close()
             chan.adopt(conn)
-            return {**msg, **first, "fds": []}  # create's settings (preserve_fds) stand
+            # create's settings (preserve_fds) stand
+            return {**msg, **first, "fds": [], "adopted": True}
         conn.close()
 
 

@@ -33,7 +33,8 @@ def render(bundle_dir: str) -> str:
     if any(k.startswith(SECFILTER_PREFIX) for k in spec.annotations):
         from ..policy import parse as policy_parse
 
-        policy = policy_parse.from_annotations(spec.annotations, spec.root.path)
+        policy = policy_parse.from_annotations(spec.annotations, spec.root.path,
+                                           mounts=spec.mounts)
         pol = policy_profile(policy)
         if pol is not None:
             c = compiler.compile_profile(pol, field="policy filter", bad_arch_kill_process=True,
