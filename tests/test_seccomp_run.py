@@ -410,6 +410,37 @@ def test_notify_reaches_the_agent_with_create_and_start(runtime, make_bundle, tm
     assert agent.calls and agent.calls[0] == (83, 0xC000003E)
 
 
+def test_notify_reaches_the_agent_for_exec_too(runtime, make_bundle, tmp_path):
+    import subprocess
+
+    sock = tmp_path / "agent.sock"
+    first = Agent(sock)
+    first.start()
+    b = make_bundle(["sleep", "30"], **seccomp(
+        "SCMP_ACT_ALLOW", {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"},
+        listenerPath=str(sock), listenerMetadata="exec"))
+    with open(tmp_path / "out", "w") as f:
+        created = subprocess.run(runtime.argv("create", "--bundle", str(b), runtime.cid),
+                                 stdout=f, stderr=f, timeout=60, env=runtime.env())
+    assert created.returncode == 0, (tmp_path / "out").read_text()
+    try:
+        assert runtime("start", runtime.cid).returncode == 0
+        first.join(0.5)
+        assert first.message is not None
+        first.server.close()  # its thread keeps serving the init's listener
+        sock.unlink()
+        second = Agent(sock)
+        second.start()
+        r = runtime("exec", runtime.cid, "sh", "-c", "mkdir /tmp/e; echo rc=$?")
+        assert r.returncode == 0, r.stderr
+        assert "rc=1" in r.stdout and "Invalid cross-device link" in r.stderr
+        second.join(5)
+        assert second.message is not None and second.message["metadata"] == "exec"
+        assert second.message["pid"] != first.message["pid"]
+    finally:
+        runtime("delete", "--force", runtime.cid)
+
+
 def test_notify_without_a_listening_agent_fails_cleanly(runtime, make_bundle, tmp_path):
     b = make_bundle(["true"], **seccomp(
         "SCMP_ACT_ALLOW", {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},

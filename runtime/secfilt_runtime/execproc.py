@@ -151,8 +151,6 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
                                            mounts=spec.mounts)
     filters = seccomp.prepare(spec.linux.seccomp, policy,
                               cache_dir=os.path.join(store.root, "seccomp-cache"))
-    if filters.needs_listener:
-        raise ConfigError("linux.seccomp: SCMP_ACT_NOTIFY rules are supported by run only")
     joins = nsjoin.open_for(st.pid, st.init_start_time)
     cgroup = Cgroup.from_dict(st.cgroup)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
@@ -189,6 +187,10 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
 
                 tracer.add(st.tracer_socket, child.pid)
             ours.send("start", preserve_fds=preserve_fds)
+            if filters.needs_listener:  # the agent gets this process's listener too, as runc
+                seccomp.hand_listener_to_agent(filters, child.pid,
+                                               {**st.to_oci(), "status": "running"},
+                                               ours.fileno())
             msg = ours.recv()  # end-of-file: execve succeeded
             if msg is not None:
                 raise ContainerError(msg.get("message") or f"exec: unexpected {msg['type']!r}")
