@@ -442,10 +442,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(128 + 2)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _check(fmt: str) -> int:
     """Which layer enforces each policy rule on this machine (its Landlock ABI)."""
     from .policy import landlock, layers
@@ -460,3 +456,7 @@ def _check(fmt: str) -> int:
     else:
         raise UsageError(f"--format: {fmt!r} is not table or json")
     return 0
+
+
+if __name__ == "__main__":
+    main()

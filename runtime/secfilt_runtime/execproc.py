@@ -149,6 +149,11 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
         log.warning(warning)
     policy = policy_parse.from_annotations(spec.annotations, spec.root.path,
                                            mounts=spec.mounts)
+    if policy is None and st.tracer_socket:
+        # the container was created under a policy its config.json no longer states: the new
+        # process must not be the one left unconfined
+        raise ConfigError(f"exec: {st.bundle}/config.json no longer sets the org.secfilter.* "
+                          "policy the container was created with")
     filters = seccomp.prepare(spec.linux.seccomp, policy,
                               cache_dir=os.path.join(store.root, "seccomp-cache"))
     joins = nsjoin.open_for(st.pid, st.init_start_time)

@@ -271,6 +271,8 @@ def mount_setattr(path: str, attr_set: int, attr_clr: int, flags: int = 0, dirfd
 OPEN_TREE_CLONE = 0x1
 OPEN_TREE_CLOEXEC = 0o2000000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+AT_EMPTY_PATH = 0x1000
 
 
 def open_tree(path: str, flags: int, dirfd: int = -100) -> int:
@@ -278,10 +280,10 @@ def open_tree(path: str, flags: int, dirfd: int = -100) -> int:
     return _syscall("open_tree", dirfd, _b(path), ctypes.c_uint(flags))
 
 
-def move_mount_fd(from_fd: int, to_path: str, to_dirfd: int = -100) -> None:
-    """move_mount(2) of the detached tree `from_fd` onto `to_path`."""
-    _syscall("move_mount", from_fd, b"", to_dirfd, _b(to_path),
-             ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+def move_mount_fd(from_fd: int, to_fd: int) -> None:
+    """move_mount(2) of the detached tree `from_fd` onto the file open as `to_fd`."""
+    _syscall("move_mount", from_fd, b"", to_fd, b"",
+             ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH))
 
 
 IOPRIO_WHO_PROCESS = 1

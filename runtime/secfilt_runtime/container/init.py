@@ -12,6 +12,7 @@ return into the runtime's code.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -167,8 +168,13 @@ def _wait_for_start(chan: Channel) -> dict:
         if first is not None and first["type"] == "start":
             listener.close()
             chan.adopt(conn)
-            # create's settings (preserve_fds) stand
-            return {**msg, **first, "fds": [], "adopted": True}
+            # create's settings (preserve_fds) stand, whatever the peer sent
+            return {**first, **msg, "fds": [], "adopted": True}
+        # said, not just closed: `start` takes a silent end-of-file for a successful execve
+        with contextlib.suppress(OSError):
+            peer.send("error", message=f"start refused: peer uid {uid} is neither root nor "
+                                       "the container's creator (as this user namespace maps "
+                                       "them)")
         conn.close()
 
 

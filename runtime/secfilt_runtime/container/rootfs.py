@@ -552,29 +552,39 @@ def freeze_for_policy(allow_write: tuple[str, ...]) -> None:
     for the calls Landlock cannot restrict (chmod, chown, utimes, xattrs). Run after
     pivot_root, so the paths are the container's own.
     """
-    clones: list[tuple[str, int]] = []
+    clones: list[tuple[int, int]] = []  # (where, detached writable copy)
     try:
         for path in allow_write:
+            # no symlink anywhere on the way: the kernel layers must never reach wider than
+            # the tracer, which judges the path the policy names
             try:
-                fd = kernel.open_tree(path, kernel.OPEN_TREE_CLONE | kernel.OPEN_TREE_CLOEXEC
-                                      | kernel.AT_RECURSIVE)
-            except FileNotFoundError:
-                continue  # nothing there to write to yet: the parent stays read-only
+                where = kernel.openat2(-100, path, os.O_PATH | os.O_CLOEXEC,
+                                       resolve=kernel.RESOLVE_NO_SYMLINKS)
             except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ELOOP):
+                    continue  # nothing (or a link) there: it stays read-only
+                raise _err("org.secfilter.allow-write", f"open {path}", e) from None
+            try:
+                copy = kernel.open_tree("", kernel.OPEN_TREE_CLONE | kernel.OPEN_TREE_CLOEXEC
+                                        | kernel.AT_RECURSIVE | kernel.AT_EMPTY_PATH,
+                                        dirfd=where)
+            except OSError as e:
+                os.close(where)
                 raise _err("org.secfilter.allow-write", f"clone the mounts at {path}", e
                            ) from None
-            clones.append((path, fd))
+            clones.append((where, copy))
         proc_writable = os.path.ismount("/proc") and not os.statvfs("/proc").f_flag & os.ST_RDONLY
         try:
             kernel.mount_setattr("/", kernel.MOUNT_ATTR_RDONLY, 0, kernel.AT_RECURSIVE)
             if proc_writable:
                 kernel.mount_setattr("/proc", 0, kernel.MOUNT_ATTR_RDONLY)
             # the clones were taken writable: moved on top, they are the allow-write view
-            for path, fd in clones:
-                kernel.move_mount_fd(fd, path)
+            for where, copy in clones:
+                kernel.move_mount_fd(copy, where)
         except OSError as e:
             raise _err("org.secfilter.read-only", "make the container's mounts read-only", e
                        ) from None
     finally:
-        for _, fd in clones:
-            os.close(fd)
+        for where, copy in clones:
+            os.close(where)
+            os.close(copy)

@@ -23,6 +23,7 @@ INET destination, loopback included, exactly what Landlock's port rules express.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -114,8 +115,10 @@ def restrict_self(policy: Policy, root: str = "/") -> None:
 def _add_rule(ruleset: int, handled: int, root: str, path: str) -> None:
     try:
         fd = _open_path(root, path)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return  # nothing to grant on (or out of the process's reach anyway): see the module doc
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ELOOP):
+            return  # nothing to grant on (out of reach, or a link): see the module doc
+        raise
     try:
         allowed = handled if stat.S_ISDIR(os.fstat(fd).st_mode) else handled & _FILE_RIGHTS
         if allowed:  # the kernel refuses an empty grant
@@ -125,11 +128,14 @@ def _add_rule(ruleset: int, handled: int, root: str, path: str) -> None:
 
 
 def _open_path(root: str, path: str) -> int:
+    # no symlink on the way: a link planted at an allow-write path must not widen the rule
+    # beyond what the tracer judges (it resolves, and denies, the link's target)
     if root == "/":
-        return os.open(path, os.O_PATH | os.O_CLOEXEC)
+        return kernel.openat2(-100, path, os.O_PATH | os.O_CLOEXEC,
+                              resolve=kernel.RESOLVE_NO_SYMLINKS)
     rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         return kernel.openat2(rootfd, path.lstrip("/") or ".", os.O_PATH,
-                              resolve=kernel.RESOLVE_IN_ROOT)
+                              resolve=kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_SYMLINKS)
     finally:
         os.close(rootfd)
