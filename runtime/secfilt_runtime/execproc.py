@@ -27,7 +27,7 @@ from . import spec as spec_mod
 from .console import Console, send_to_socket
 from .container import process, terminal
 from .container.cgroups import Cgroup
-from .container.init import _clean_slate, _fail
+from .container.init import _fail, confine_and_exec
 from .errors import ConfigError, ContainerError, StateError
 from .lifecycle import (
     _ALL_SIGNALS,
@@ -37,7 +37,6 @@ from .lifecycle import (
     write_pid_file,
 )
 from .log import log
-from .policy import landlock
 from .policy import parse as policy_parse
 from .policy.model import Policy
 from .spec import Process, Spec, User
@@ -253,17 +252,7 @@ def _process_main(chan: Channel, spec: Spec, filters: seccomp.Filters,
         plan = process.prepare(spec)
         chan.send("ready")
         start: dict[str, Any] = chan.expect("start", "the runtime")
-        process.apply_identity(proc, keep_sys_admin=bool(filters.programs)
-                               and not proc.no_new_privileges)
-        if spec.linux.personality:
-            domain = spec.linux.personality.get("domain", "LINUX")
-            kernel.personality(kernel.PER_LINUX32 if domain == "LINUX32" else kernel.PER_LINUX)
-        if policy is not None:
-            landlock.restrict_self(policy)
-        _clean_slate(int(start.get("preserve_fds", 0)))
-        plan = process.chdir_late(plan)
-        seccomp.install(filters)  # the very last step, as in the init
-        process.exec_process(plan)
+        confine_and_exec(spec, plan, filters, policy, int(start.get("preserve_fds", 0)))
     except BaseException as exc:  # noqa: BLE001
         _fail(chan, exc)
     os._exit(1)

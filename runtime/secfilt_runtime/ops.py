@@ -124,16 +124,12 @@ def start(store: StateStore, container_id: str) -> None:
 
 def _hand_listener(st: State, msg: dict, watch_fd: int) -> None:
     """SCMP_ACT_NOTIFY: the init's listener goes to linux.seccomp.listenerPath before the
-    process runs, as with run (seccomp.notify)."""
-    from .errors import ConfigError
-    from .seccomp.notify import Handoff, hand_to_agent
+    process runs, as with run."""
+    from .seccomp import hand_over
+    from .seccomp.notify import Handoff
 
-    handoff = Handoff.attach(msg["fds"][0])
-    if not msg.get("listener_path"):
-        raise ConfigError("linux.seccomp.listenerPath: required when a rule uses "
-                          "SCMP_ACT_NOTIFY")
-    hand_to_agent(handoff, msg["listener_path"], msg.get("listener_metadata"), st.pid,
-                  {**st.to_oci(), "status": "creating"}, watch_fd)
+    hand_over(Handoff(msg["fds"][0]), msg.get("listener_path"), msg.get("listener_metadata"),
+              st.pid, {**st.to_oci(), "status": "creating"}, watch_fd)
 
 
 def _connect_start(store: StateStore, container_id: str) -> socket.socket:

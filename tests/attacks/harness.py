@@ -161,13 +161,15 @@ class HostRunner(_Runner):
 
     def popen(self, program: str, args: list[str], policy: Policy | None) -> subprocess.Popen:
         return subprocess.Popen(self.argv(program, args, policy), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env())
+                                stderr=subprocess.PIPE, text=True, env=env(),
+                                cwd=self.tree.root)
 
     def run(self, program: str, *args: str, policy: Policy | None, timeout: float = 60,
             stdin: int | None = None) -> Outcome:
         argv = self.argv(program, list(args), policy)
+        # the attacks' relative names land in the tree, never in the caller's directory
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env(),
-                           stdin=stdin)
+                           stdin=stdin, cwd=self.tree.root)
         return _checked(argv, p)
 
 

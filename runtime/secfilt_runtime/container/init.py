@@ -24,6 +24,7 @@ from typing import NoReturn
 from .. import kernel, seccomp
 from ..errors import SecfiltError
 from ..policy import landlock
+from ..policy.model import Policy
 from ..seccomp import Filters
 from ..spec import Spec
 from ..sync import Channel
@@ -129,6 +130,14 @@ def _init(chan: Channel, spec: Spec, filters: Filters) -> NoReturn:
         chan.send("handoff", fds=[filters.handoff.fileno()],
                   listener_path=filters.listener_path,
                   listener_metadata=filters.listener_metadata)
+    confine_and_exec(spec, plan, filters, policy, int(start.get("preserve_fds", 0)))
+
+
+def confine_and_exec(spec: Spec, plan: process.ExecPlan, filters: Filters,
+                     policy: Policy | None, preserve_fds: int) -> NoReturn:
+    """The last steps of every container process, the init's and exec's, in this order:
+    identity, personality, Landlock, a clean slate of fds and signals, the filters, execve."""
+    assert spec.process is not None
     # without no_new_privs, loading the filters needs CAP_SYS_ADMIN up to the load
     process.apply_identity(spec.process, keep_sys_admin=bool(filters.programs)
                            and not spec.process.no_new_privileges)
@@ -137,7 +146,7 @@ def _init(chan: Channel, spec: Spec, filters: Filters) -> NoReturn:
         kernel.personality(kernel.PER_LINUX32 if domain == "LINUX32" else kernel.PER_LINUX)
     if policy is not None:
         landlock.restrict_self(policy)
-    _clean_slate(int(start.get("preserve_fds", 0)))
+    _clean_slate(preserve_fds)
     plan = process.chdir_late(plan)
     # the very last step: nothing of ours may run under the filters but execve itself
     seccomp.install(filters)

@@ -203,10 +203,17 @@ def install(filters: Filters) -> int | None:
 def hand_listener_to_agent(filters: Filters, pid: int, state: dict[str, Any],
                            watch_fd: int) -> None:
     """In the runtime, after "start", for filters that need a listener."""
+    hand_over(filters.handoff, filters.listener_path, filters.listener_metadata, pid, state,
+              watch_fd)
+
+
+def hand_over(handoff: Handoff | None, listener_path: str | None, metadata: str | None,
+              pid: int, state: dict[str, Any], watch_fd: int) -> None:
+    """Take the listener from the process through `handoff` and give it to the agent at
+    `listener_path` (run and exec hold the page; `start` receives it from the init)."""
     from .notify import hand_to_agent
 
-    if filters.handoff is None or filters.listener_path is None:
+    if handoff is None or not listener_path:
         raise ConfigError("linux.seccomp.listenerPath: required when a rule uses "
                           "SCMP_ACT_NOTIFY")
-    hand_to_agent(filters.handoff, filters.listener_path, filters.listener_metadata, pid,
-                  state, watch_fd)
+    hand_to_agent(handoff, listener_path, metadata, pid, state, watch_fd)
