@@ -84,7 +84,6 @@ def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = F
 
 def start(store: StateStore, container_id: str) -> None:
     """Tell the created init to execute the process; return once execve succeeded."""
-    from . import hooks
     from .sync import Channel
 
     with store.locked(container_id):
@@ -119,7 +118,10 @@ def start(store: StateStore, container_id: str) -> None:
             if msg.get("type") == "error":
                 raise ContainerError(msg["message"])
             raise ContainerError(f"the container init sent {msg.get('type')!r}")
-        hooks.run_phase("poststart", st.hooks, st.to_oci(), warn=log.warning)
+        if st.hooks.get("poststart"):
+            from . import hooks  # dataclasses and select: only containers with hooks pay
+
+            hooks.run_phase("poststart", st.hooks, st.to_oci(), warn=log.warning)
 
 
 def _hand_listener(st: State, msg: dict, watch_fd: int) -> None:
@@ -156,8 +158,8 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> None:
                              f"{status}")
         destroy(st)
         store.remove(container_id)
-    if st.status != "creating" or st.pid:
-        from . import hooks
+    if (st.status != "creating" or st.pid) and st.hooks.get("poststop"):
+        from . import hooks  # dataclasses and select: only containers with hooks pay
 
         hooks.run_phase("poststop", st.hooks, {**st.to_oci(), "status": "stopped"},
                         warn=log.warning)
