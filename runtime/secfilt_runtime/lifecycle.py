@@ -376,11 +376,7 @@ def create(bundle: str, container_id: str, root: str, *, pid_file: str | None = 
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
         with store.reserve(container_id), contextlib.ExitStack() as cleanup:
-            cleanup.callback(store.remove, container_id)
-            launched = launch(spec, prepared.plan, container_id, store, cleanup,
-                              prepared.filters)
-            attach_tracer(launched, prepared.policy, store, cleanup)
-            run_create_hooks(launched, spec)
+            launched = _set_up(prepared, container_id, store, cleanup)
             if launched.console is not None:
                 from .console import send_to_socket
 
@@ -421,6 +417,18 @@ def start_listener(store: StateStore, container_id: str) -> Iterator[socket.sock
         sock.close()
 
 
+def _set_up(prepared: Prepared, container_id: str, store: StateStore,
+            cleanup: contextlib.ExitStack) -> Launched:
+    """What create and run share: the init up and seized by its tracer, the create hooks run;
+    every step undone by `cleanup` unless the caller keeps the container."""
+    cleanup.callback(store.remove, container_id)
+    launched = launch(prepared.spec, prepared.plan, container_id, store, cleanup,
+                      prepared.filters)
+    attach_tracer(launched, prepared.policy, store, cleanup)
+    run_create_hooks(launched, prepared.spec)
+    return launched
+
+
 def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) -> int:
     """`run`: create and start a container, forward signals, return its exit code."""
     prepared = prepare(bundle, root)
@@ -429,11 +437,7 @@ def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) 
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
         with store.reserve(container_id), contextlib.ExitStack() as cleanup:
-            cleanup.callback(store.remove, container_id)
-            launched = launch(spec, prepared.plan, container_id, store, cleanup,
-                              prepared.filters)
-            attach_tracer(launched, prepared.policy, store, cleanup)
-            run_create_hooks(launched, spec)
+            launched = _set_up(prepared, container_id, store, cleanup)
             launched.state.status = "created"
             store.save(launched.state)
             if pid_file:

@@ -28,10 +28,20 @@ def components(path: str) -> list[str]:
     return [c for c in path.split("/") if c not in ("", ".")]
 
 
-def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
-    """Open `path` as seen from inside the root; raises OSError (ENOENT, ELOOP, ...)."""
+def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH, resolve: int = 0) -> int:
+    """Open `path` as seen from inside the root; raises OSError (ENOENT, ELOOP, ...).
+    `resolve`: more RESOLVE_* flags (RESOLVE_NO_SYMLINKS)."""
     rel = "/".join(components(path)) or "."
-    return kernel.openat2(root_fd, rel, flags | os.O_CLOEXEC, resolve=_IN_ROOT)
+    return kernel.openat2(root_fd, rel, flags | os.O_CLOEXEC, resolve=_IN_ROOT | resolve)
+
+
+def open_under(root: str, path: str, flags: int = os.O_PATH, resolve: int = 0) -> int:
+    """open_in_root for a root given by its path."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return open_in_root(root_fd, path, flags, resolve)
+    finally:
+        os.close(root_fd)
 
 
 def make_in_root(root_fd: int, path: str, want_dir: bool, mode: int = 0o755) -> int:

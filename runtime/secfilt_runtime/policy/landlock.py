@@ -29,6 +29,7 @@ import os
 import stat
 
 from .. import kernel
+from ..container import paths
 from .model import Policy
 
 log = logging.getLogger(__name__)
@@ -130,12 +131,4 @@ def _add_rule(ruleset: int, handled: int, root: str, path: str) -> None:
 def _open_path(root: str, path: str) -> int:
     # no symlink on the way: a link planted at an allow-write path must not widen the rule
     # beyond what the tracer judges (it resolves, and denies, the link's target)
-    if root == "/":
-        return kernel.openat2(-100, path, os.O_PATH | os.O_CLOEXEC,
-                              resolve=kernel.RESOLVE_NO_SYMLINKS)
-    rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return kernel.openat2(rootfd, path.lstrip("/") or ".", os.O_PATH,
-                              resolve=kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_SYMLINKS)
-    finally:
-        os.close(rootfd)
+    return paths.open_under(root, path, resolve=kernel.RESOLVE_NO_SYMLINKS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
-from .. import kernel
+from ..container import paths
 
 Network = IPv4Network | IPv6Network
 
@@ -40,7 +40,7 @@ def parse_nameservers(text: str) -> tuple[Network, ...]:
 def read_nameservers(rootfs: str, path: str = "/etc/resolv.conf") -> tuple[Network, ...]:
     """The nameservers of `path` resolved inside `rootfs`; none if it does not exist."""
     try:
-        fd = _open_in_root(rootfs, path)
+        fd = paths.open_under(rootfs, path, os.O_RDONLY)
     except FileNotFoundError:
         return ()
     with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
@@ -54,12 +54,3 @@ def read_nameservers_file(host_path: str) -> tuple[Network, ...]:
             return parse_nameservers(f.read(1 << 20))
     except FileNotFoundError:
         return ()
-
-
-def _open_in_root(rootfs: str, path: str) -> int:
-    root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return kernel.openat2(root, path.lstrip("/") or ".", os.O_RDONLY,
-                              resolve=kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_MAGICLINKS)
-    finally:
-        os.close(root)
