@@ -68,9 +68,6 @@ def runner_for(mode: str, tree: Tree, request) -> HostRunner | ContainerRunner:
 # must go. In containers the read-only mounts close the metadata race; secfilt has no such layer.
 CHMOD_ON_HOST = pytest.mark.xfail(strict=True, reason="metadata calls (chmod, chown, utimes, "
                                   "xattrs) are judged only by the tracer under secfilt: racy")
-SOCKADDR_RACE = pytest.mark.xfail(strict=True, reason="destination addresses are judged only by "
-                                  "the tracer: a thread rewriting the sockaddr after the check "
-                                  "wins")
 
 
 def _path_race_cases() -> list:
@@ -98,7 +95,6 @@ def peer(tmp_path: Path) -> Iterator[Peer]:
         yield p
 
 
-@SOCKADDR_RACE
 @pytest.mark.parametrize("mode", MODES)
 def test_sockaddr_race(mode: str, peer: Peer, tmp_path: Path, request) -> None:
     args = ("race", FORBIDDEN_PEER, str(PORT), ALLOWED_PEER, RACE_SECONDS)

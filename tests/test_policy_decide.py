@@ -258,10 +258,15 @@ def test_destination_rules_refuse_sockets_that_bypass_them(policy: Policy) -> No
         assert decide.socket_family(policy, fam, typ, proto).allowed, (fam, typ, proto)
 
 
-def test_icmp_sockets_only_when_ports_are_not_restricted() -> None:
-    assert decide.socket_family(NO_OUT, socket.AF_INET, socket.SOCK_DGRAM, 1).allowed
-    assert not decide.socket_family(Policy(ports=(22,)), socket.AF_INET, socket.SOCK_DGRAM,
-                                    1).allowed
+@pytest.mark.parametrize("policy", [NO_OUT, Policy(ports=(22,)),
+                                    Policy(netmasks=nets("127.0.0.0/8"))])
+def test_icmp_echo_and_udplite_sockets_are_refused_under_destination_rules(policy) -> None:
+    # the kernel's sock_addr hooks see neither an ICMP echo's sendto address nor a UDP-Lite
+    # connect: only the racy tracer would judge them
+    for fam, proto in [(socket.AF_INET, decide.IPPROTO_ICMP), (socket.AF_INET6, 58),
+                       (socket.AF_INET, 136), (socket.AF_INET6, 136)]:
+        assert not decide.socket_family(policy, fam, socket.SOCK_DGRAM, proto).allowed
+    assert decide.socket_family(Policy(), socket.AF_INET, socket.SOCK_DGRAM, 1).allowed
 
 
 def test_socket_rules_as_data() -> None:

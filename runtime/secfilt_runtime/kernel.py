@@ -12,6 +12,7 @@ import ctypes.util
 import errno
 import os
 import platform
+import struct
 
 
 def _load_libc() -> ctypes.CDLL:
@@ -576,3 +577,57 @@ class RemoteReader:
                 return 0
             raise OSError(err, f"process_vm_readv({pid}): {os.strerror(err)}")
         return ret
+
+
+# bpf(2): cgroup programs (the policy's destination rules checked by the kernel on the address
+# it really uses). The same number everywhere but x86_64.
+_NR["bpf"] = {"x86_64": 321}.get(platform.machine(), 280)
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_QUERY = 16
+BPF_F_ALLOW_MULTI = 1 << 1
+BPF_PROG_TYPE_CGROUP_SKB = 8
+BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
+
+
+def bpf_prog_load(prog_type: int, expected_attach_type: int, insns: bytes, license_: str,
+                  name: str = "") -> int:
+    """Load an eBPF program; its fd. On a refusal the verifier's last word is in the message
+    (asked for only then: a log that overflows fails the load on older kernels)."""
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license_.encode())
+    _libc.syscall.restype = ctypes.c_long
+    for log_size in (0, 1 << 20):
+        log = ctypes.create_string_buffer(max(log_size, 1))
+        # union bpf_attr for BPF_PROG_LOAD, up to expected_attach_type (offset 68)
+        attr = ctypes.create_string_buffer(72)
+        struct.pack_into("=IIQQIIQII16sII", attr, 0, prog_type, len(insns) // 8,
+                         ctypes.addressof(code), ctypes.addressof(lic), int(log_size > 0),
+                         log_size, ctypes.addressof(log) if log_size else 0, 0, 0,
+                         name.encode()[:15], 0, expected_attach_type)
+        fd = _libc.syscall(ctypes.c_long(_NR["bpf"]), BPF_PROG_LOAD, attr, len(attr))
+        if fd != -1:
+            return fd
+        err = ctypes.get_errno()
+        if err != errno.EACCES and err != errno.EINVAL:
+            break  # not the verifier (EPERM: no privilege): its log would add nothing
+    # the verifier's complaint precedes its statistics ("processed N insns ...")
+    lines = [ln for ln in log.value.decode(errors="replace").strip().splitlines()
+             if not ln.startswith(("processed ", "verification time"))]
+    raise OSError(err, f"bpf(PROG_LOAD {name}): {os.strerror(err)}"
+                  + (f": {lines[-1]}" if lines else ""))
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int) -> None:
+    attr = ctypes.create_string_buffer(20)
+    struct.pack_into("=IIIII", attr, 0, target_fd, prog_fd, attach_type, flags, 0)
+    _syscall("bpf", BPF_PROG_ATTACH, attr, len(attr))
+
+
+def bpf_prog_count(target_fd: int, attach_type: int) -> int:
+    """How many programs of `attach_type` are attached to the cgroup `target_fd` itself."""
+    # bpf_attr.query: target_fd, attach_type, query_flags, attach_flags, prog_ids, prog_cnt
+    attr = ctypes.create_string_buffer(40)
+    struct.pack_into("=IIII", attr, 0, target_fd, attach_type, 0, 0)
+    _syscall("bpf", BPF_PROG_QUERY, attr, len(attr))
+    return struct.unpack_from("=I", attr, 24)[0]

@@ -20,7 +20,7 @@ from . import schema, seccomp
 from . import spec as spec_mod
 from .console import Console
 from .container import namespaces, process, system
-from .container.cgroups import Cgroup
+from .container.cgroups import UNIFIED, Cgroup
 from .container.init import stage1_main
 from .errors import ConfigError, ContainerError
 from .log import log
@@ -162,6 +162,9 @@ def launch(
     cleanup.callback(_reap_unknown_children)
     cleanup.callback(cgroup.kill_all, signal.SIGKILL)
     cgroup.apply(spec.linux.resources, spec.linux.devices)
+    policy = filters.policy if filters is not None else None
+    if policy is not None:
+        guard_destinations(cgroup, policy, container_id)
 
     ours, theirs = Channel.pair()
     ours.while_waiting = _stop_if_told
@@ -213,6 +216,26 @@ def _stop_if_told() -> None:
         raise ContainerError(
             f"setup interrupted by {signal.Signals(info.si_signo).name}; nothing was started"
         )
+
+
+def guard_destinations(cgroup: Cgroup, policy: Policy, container_id: str) -> None:
+    """The policy's destination rules on the container's cgroup2 directory, checked by the
+    kernel on the address it uses (policy.cgroup_net): before any process of the container
+    exists, so every socket it will ever create is bound by them."""
+    from .policy import cgroup_net
+
+    if not cgroup_net.applies(policy):
+        return
+    directory = cgroup.paths.get(UNIFIED)
+    if directory is None:
+        log.warning(f"{container_id}: no cgroup2 hierarchy: the tracer alone judges "
+                    "destination addresses (racy)")
+        return
+    try:
+        cgroup_net.attach(directory, policy)
+    except OSError as e:
+        raise ContainerError(f"cannot attach the destination rules to {directory}: {e}") \
+            from None
 
 
 def _reap_unknown_children() -> None:

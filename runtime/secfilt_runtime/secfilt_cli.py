@@ -16,12 +16,15 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .errors import SecfiltError
 from .policy import parse
 from .policy.model import Policy
+
+if TYPE_CHECKING:
+    from .policy.cgroup_net import CommandCgroup
 
 PROG = "secfilt"
 # --verbose: the log goes to stderr, through a pipe of ours (see _stderr_log)
@@ -176,16 +179,30 @@ def exit_code(wait_status: int) -> int:
 
 
 def run(policy: Policy, command: list[str]) -> int:
-    from . import seccomp, tracer
+    from . import seccomp
+    from .policy import cgroup_net
 
     filters = seccomp.prepare(None, policy, cache_dir=cache_dir())
+    # the destination rules in the kernel, race-free, where this caller may attach them (root)
+    group = cgroup_net.CommandCgroup.make(policy)
+    try:
+        return _run_traced(policy, command, filters, group)
+    finally:
+        if group is not None:
+            group.remove()
+
+
+def _run_traced(policy: Policy, command: list[str], filters: object,
+                group: CommandCgroup | None) -> int:
+    from . import tracer
+
     log_path, log_done = (_stderr_log() if policy.log_path == STDERR_LOG
                           else (policy.log_path, lambda: None))
     go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(go_w)
-        _child(go_r, policy, filters, command)
+        _child(go_r, policy, filters, command, group)
     os.close(go_r)
     # the terminal's ^C and ^\ are for the command; the tracer must outlive its tracee
     for sig in (signal.SIGINT, signal.SIGQUIT):
@@ -239,7 +256,8 @@ def _forward(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def _child(go: int, policy: Policy, filters: object, command: list[str]) -> NoReturn:
+def _child(go: int, policy: Policy, filters: object, command: list[str],
+           group: CommandCgroup | None = None) -> NoReturn:
     from . import kernel, seccomp
     from .policy import landlock
 
@@ -248,6 +266,8 @@ def _child(go: int, policy: Policy, filters: object, command: list[str]) -> NoRe
         if os.read(go, 1) != b"g":
             os._exit(code)  # the parent gave up before starting us
         os.close(go)
+        if group is not None:  # first: the later layers may make cgroup.procs unwritable
+            group.join()
         # Python ignores SIGPIPE and SIGXFSZ; an ignored disposition would survive the exec
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)

@@ -13,7 +13,9 @@ therefore refused while a destination rule is set:
   SOCK_PACKET is AF_PACKET under another name, SOCK_SEQPACKET is SCTP);
 - protocols that take addresses outside the sockaddr argument: SCTP (connectx and bindx through
   setsockopt) and MPTCP (extra subflows to addresses the peer announces);
-- ICMP echo sockets when ports are restricted: their "port" is an echo id, not a port.
+- ICMP echo sockets and UDP-Lite: the kernel's cgroup hooks that hold the destination rules
+  without a race (policy.cgroup_net) do not see an ICMP echo's sendto address nor a UDP-Lite
+  connect, so only the racy tracer would judge them.
 Options that route a packet through other hosts than its destination (IPv4 source routing,
 IPv6 routing headers and next hops), by setsockopt or by a sendmsg control message, are refused
 under the same rules: the first hop is a destination no sockaddr names.
@@ -37,9 +39,8 @@ INET_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6})
 INET_TYPES = frozenset({socket.SOCK_STREAM, socket.SOCK_DGRAM})
 IPPROTO_ICMP, IPPROTO_ICMPV6 = 1, 58
 IPPROTO_SCTP, IPPROTO_MPTCP = 132, 262
-# protocol 0 picks the family/type default (TCP, UDP); UDPLITE addresses like UDP
-_ADDRESSED_PROTOCOLS = frozenset({0, socket.IPPROTO_TCP, socket.IPPROTO_UDP, 136})
-_ICMP_PROTOCOLS = frozenset({IPPROTO_ICMP, IPPROTO_ICMPV6})
+# protocol 0 picks the family/type default (TCP, UDP)
+_ADDRESSED_PROTOCOLS = frozenset({0, socket.IPPROTO_TCP, socket.IPPROTO_UDP})
 
 SOL_IP, SOL_IPV6 = 0, 41
 # (level, option) -> name: setsockopt options that send packets via hosts of their own
@@ -191,8 +192,7 @@ def socket_rules(policy: Policy) -> SocketRules:
     rule = destination_rule(policy)
     if families is None:
         families, family_rule = MAINSTREAM_FAMILIES, rule
-    protocols = _ADDRESSED_PROTOCOLS if policy.ports else _ADDRESSED_PROTOCOLS | _ICMP_PROTOCOLS
-    return SocketRules(families, family_rule, INET_TYPES, protocols, rule)
+    return SocketRules(families, family_rule, INET_TYPES, _ADDRESSED_PROTOCOLS, rule)
 
 
 def socket_family(policy: Policy, family: int, type_: int, protocol: int | None = None

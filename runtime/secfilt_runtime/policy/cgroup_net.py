@@ -1,0 +1,379 @@
+"""The policy's destination rules as cgroup sock_addr eBPF programs: the kernel runs them on the
+address it is about to use, after copying it from the process, so a thread rewriting the
+sockaddr after the tracer's check changes nothing (the race the tracer alone loses).
+
+Four programs, one per hook: BPF_CGROUP_INET4_CONNECT and INET6_CONNECT (every TCP and UDP
+connect, TCP Fast Open's sendto included: tcp_sendmsg_fastopen runs the connect hook) and
+UDP4_SENDMSG and UDP6_SENDMSG (every datagram sent with an address). They are attached to a
+cgroup2 directory with BPF_F_ALLOW_MULTI and bind every socket created by a process in that
+cgroup or below it: the container's cgroup, or the one `secfilt` makes for its command. A
+program returns 1 (go on) or 0 (the call fails with EPERM).
+
+The decision is decide.destination's, in the same order, on the same data:
+no-outbound-network (loopback, or a nameserver on port 53), then allowed-netmask, then
+allowed-port; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is judged as IPv4. The tests run
+these programs in tests/ebpf.py's interpreter against decide.destination, and in the kernel.
+
+What these hooks do not see, and the policy therefore refuses in its seccomp filter while a
+destination rule is set (decide.socket_rules): ICMP echo sockets (ping_v4_sendmsg has no hook),
+UDP-Lite (no connect hook), raw and packet sockets, SCTP, MPTCP.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import struct
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
+
+from .decide import DNS_PORT, LOOPBACK
+from .model import Policy
+
+log = logging.getLogger(__name__)
+
+# include/uapi/linux/bpf.h: enum bpf_attach_type
+INET4_CONNECT, INET6_CONNECT, UDP4_SENDMSG, UDP6_SENDMSG = 10, 11, 14, 15
+HOOKS = {INET4_CONNECT: 4, INET6_CONNECT: 6, UDP4_SENDMSG: 4, UDP6_SENDMSG: 6}
+HOOK_NAMES = {INET4_CONNECT: "connect4", INET6_CONNECT: "connect6",
+              UDP4_SENDMSG: "sendmsg4", UDP6_SENDMSG: "sendmsg6"}
+LICENSE = "Apache-2.0"  # no GPL-only helper is called
+
+# struct bpf_sock_addr: the offsets the programs read
+CTX_USER_IP4 = 4
+CTX_USER_IP6 = 8     # four 32-bit words
+CTX_USER_PORT = 24
+
+# eBPF opcodes (class | op | source)
+LDX_MEM_W = 0x61     # BPF_LDX | BPF_MEM | BPF_W
+ALU32_AND_K = 0x54   # BPF_ALU | BPF_AND | BPF_K
+MOV64_X = 0xBF       # BPF_ALU64 | BPF_MOV | BPF_X
+MOV64_K = 0xB7       # BPF_ALU64 | BPF_MOV | BPF_K
+JMP32_JEQ_K = 0x16   # BPF_JMP32 | BPF_JEQ | BPF_K: compares the low 32 bits, no sign extension
+JMP32_JNE_K = 0x56   # BPF_JMP32 | BPF_JNE | BPF_K
+JA = 0x05            # BPF_JMP | BPF_JA
+EXIT = 0x95          # BPF_JMP | BPF_EXIT
+
+# registers: r1 the context; the address in R_IP4 or R_W0..R_W3; the port in R_PORT
+R0, R_CTX, R_W0, R_W1, R_W2, R_W3, R_IP4, R_PORT, R_TMP = 0, 1, 2, 3, 4, 5, 6, 7, 8
+
+
+@dataclass(frozen=True)
+class Insn:
+    code: int
+    dst: int = 0
+    src: int = 0
+    off: int | str = 0   # a label name for jumps until assembled
+    imm: int = 0         # unsigned 32-bit here; packed as the s32 the kernel wants
+
+    def encode(self, off: int) -> bytes:
+        imm = self.imm - (1 << 32) if self.imm >= 1 << 31 else self.imm
+        return struct.pack("<BBhi", self.code, (self.src << 4) | self.dst, off, imm)
+
+
+class Program:
+    """Instructions and labels; assemble() resolves jumps to labels into offsets."""
+
+    def __init__(self) -> None:
+        self.items: list[Insn | str] = []
+
+    def label(self, name: str) -> None:
+        self.items.append(name)
+
+    def emit(self, insn: Insn) -> None:
+        self.items.append(insn)
+
+    def assemble(self) -> list[tuple[Insn, int]]:
+        """(instruction, jump offset) for every instruction reachable from the first: the
+        verifier refuses unreachable ones, which an always-true match (0.0.0.0/0) leaves."""
+        insns = self._reachable()
+        where: dict[str, int] = {}
+        index = 0
+        for item in self.items:
+            if isinstance(item, str):
+                where[item] = index
+            elif id(item) in insns:
+                index += 1
+        out: list[tuple[Insn, int]] = []
+        for item in self.items:
+            if isinstance(item, Insn) and id(item) in insns:
+                off = item.off if isinstance(item.off, int) else where[item.off] - len(out) - 1
+                out.append((item, off))
+        return out
+
+    def _reachable(self) -> set[int]:
+        code: list[Insn] = []
+        at: dict[str, int] = {}
+        for item in self.items:
+            if isinstance(item, str):
+                at[item] = len(code)
+            else:
+                code.append(item)
+        seen: set[int] = set()
+        todo = [0]
+        while todo:
+            pc = todo.pop()
+            if pc in seen or pc >= len(code):
+                continue
+            seen.add(pc)
+            insn = code[pc]
+            target = at[insn.off] if isinstance(insn.off, str) else pc + 1 + insn.off
+            if insn.code == EXIT:
+                continue
+            if insn.code == JA:
+                todo.append(target)
+            elif insn.code in (JMP32_JEQ_K, JMP32_JNE_K):
+                todo += [pc + 1, target]
+            else:
+                todo.append(pc + 1)
+        return {id(code[pc]) for pc in seen}
+
+    def encode(self) -> bytes:
+        return b"".join(insn.encode(off) for insn, off in self.assemble())
+
+
+def word(data: bytes) -> int:
+    """Four bytes as the 32-bit value a BPF_W load of them yields on this machine."""
+    return int.from_bytes(data, sys.byteorder)
+
+
+def port_value(port: int) -> int:
+    """A port as a load of bpf_sock_addr.user_port yields it (network order in 16 bits)."""
+    return int.from_bytes(port.to_bytes(2, "big"), sys.byteorder)
+
+
+class _Builder:
+    def __init__(self, policy: Policy) -> None:
+        self.p = Program()
+        self.policy = policy
+        self.n = 0
+
+    def fresh(self, stem: str) -> str:
+        self.n += 1
+        return f"{stem}{self.n}"
+
+    def jump(self, target: str) -> None:
+        self.p.emit(Insn(JA, off=target))
+
+    def if_masked(self, reg: int, mask: int, value: int, target: str) -> None:
+        """Jump to target when reg & mask == value (32-bit)."""
+        if mask == 0:
+            self.jump(target)
+            return
+        if mask == 0xFFFFFFFF:
+            self.p.emit(Insn(JMP32_JEQ_K, dst=reg, off=target, imm=value))
+            return
+        self.p.emit(Insn(MOV64_X, dst=R_TMP, src=reg))
+        self.p.emit(Insn(ALU32_AND_K, dst=R_TMP, imm=mask))
+        self.p.emit(Insn(JMP32_JEQ_K, dst=R_TMP, off=target, imm=value))
+
+    def unless_masked(self, reg: int, mask: int, value: int, target: str) -> None:
+        """Jump to target when reg & mask != value (32-bit)."""
+        if mask == 0:
+            return
+        if mask != 0xFFFFFFFF:
+            self.p.emit(Insn(MOV64_X, dst=R_TMP, src=reg))
+            self.p.emit(Insn(ALU32_AND_K, dst=R_TMP, imm=mask))
+            reg = R_TMP
+        self.p.emit(Insn(JMP32_JNE_K, dst=reg, off=target, imm=value))
+
+    def if_in(self, net: IPv4Network | IPv6Network, target: str, port: int | None = None
+              ) -> None:
+        """Jump to target when the address (R_IP4, or R_W0..R_W3) is in net (and the port is
+        `port` when given); fall through otherwise."""
+        skip = self.fresh("not_in")
+        if port is not None:
+            self.p.emit(Insn(JMP32_JNE_K, dst=R_PORT, off=skip, imm=port_value(port)))
+        if net.version == 4:
+            self.if_masked(R_IP4, word(net.netmask.packed), word(net.network_address.packed),
+                           target)
+        else:
+            addr, mask = net.network_address.packed, net.netmask.packed
+            for i, reg in enumerate((R_W0, R_W1, R_W2, R_W3)):
+                self.unless_masked(reg, word(mask[4 * i:4 * i + 4]),
+                                   word(addr[4 * i:4 * i + 4]), skip)
+            self.jump(target)
+        self.p.label(skip)
+
+    def verdicts(self) -> None:
+        # the verifier refuses unreachable instructions: only the verdicts some jump names
+        targets = {i.off for i in self.p.items if isinstance(i, Insn) and isinstance(i.off, str)}
+        for name, value in (("allow", 1), ("deny", 0)):
+            if name in targets:
+                self.p.label(name)
+                self.p.emit(Insn(MOV64_K, dst=R0, imm=value))
+                self.p.emit(Insn(EXIT))
+
+    def check(self, version: int) -> None:
+        """The decision for an address in R_IP4 (version 4) or R_W0..R_W3 (6)."""
+        policy = self.policy
+        suffix = str(version)
+
+        def of_version(nets: Iterable[IPv4Network | IPv6Network]) -> list:
+            return [n for n in nets if n.version == version]
+
+        if policy.no_outbound_network:
+            for net in of_version(LOOPBACK):
+                self.if_in(net, "netmask" + suffix)
+            for net in of_version(policy.nameservers):
+                self.if_in(net, "netmask" + suffix, port=DNS_PORT)
+            self.jump("deny")
+        self.p.label("netmask" + suffix)
+        if policy.netmasks:
+            for net in of_version(policy.netmasks):
+                self.if_in(net, "ports")
+            self.jump("deny")
+        else:
+            self.jump("ports")
+
+
+def build(policy: Policy, family: int) -> Program:
+    """The program for the hooks of `family` (4: connect4/sendmsg4, 6: connect6/sendmsg6)."""
+    b = _Builder(policy)
+    b.p.emit(Insn(LDX_MEM_W, dst=R_PORT, src=R_CTX, off=CTX_USER_PORT))
+    if family == 6:
+        for i, reg in enumerate((R_W0, R_W1, R_W2, R_W3)):
+            b.p.emit(Insn(LDX_MEM_W, dst=reg, src=R_CTX, off=CTX_USER_IP6 + 4 * i))
+        # ::ffff:a.b.c.d is judged as a.b.c.d, as decide does (the kernel sends IPv4)
+        b.p.emit(Insn(JMP32_JNE_K, dst=R_W0, off="v6", imm=0))
+        b.p.emit(Insn(JMP32_JNE_K, dst=R_W1, off="v6", imm=0))
+        b.p.emit(Insn(JMP32_JNE_K, dst=R_W2, off="v6", imm=word(b"\0\0\xff\xff")))
+        b.p.emit(Insn(MOV64_X, dst=R_IP4, src=R_W3))
+        b.jump("v4")
+        b.p.label("v6")
+        b.check(6)
+    else:
+        b.p.emit(Insn(LDX_MEM_W, dst=R_IP4, src=R_CTX, off=CTX_USER_IP4))
+    b.p.label("v4")
+    b.check(4)
+    b.p.label("ports")
+    for port in policy.ports:
+        b.p.emit(Insn(JMP32_JEQ_K, dst=R_PORT, off="allow", imm=port_value(port)))
+    b.jump("deny" if policy.ports else "allow")
+    b.verdicts()
+    return b.p
+
+
+def applies(policy: Policy) -> bool:
+    return policy.restricts_destinations and not policy.audit
+
+
+def attach(cgroup_dir: str, policy: Policy) -> None:
+    """Load the policy's programs and attach them to the cgroup2 directory `cgroup_dir`, for
+    every socket its processes (and their descendants' cgroups) create from now on. They stay
+    until the directory is removed. Raises OSError naming the hook."""
+    from .. import kernel
+
+    programs = {family: build(policy, family).encode() for family in (4, 6)}
+    target = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for hook, family in HOOKS.items():
+            name = f"secfilt_{HOOK_NAMES[hook]}"
+            prog = kernel.bpf_prog_load(kernel.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, hook,
+                                        programs[family], LICENSE, name)
+            try:
+                kernel.bpf_prog_attach(target, prog, hook, kernel.BPF_F_ALLOW_MULTI)
+            finally:
+                os.close(prog)
+    finally:
+        os.close(target)
+
+
+def available() -> bool:
+    """Can this process load and attach cgroup programs? (root on a kernel with cgroup BPF;
+    probed by loading the smallest program, not by guessing from the uid)"""
+    from .. import kernel
+
+    try:
+        fd = kernel.bpf_prog_load(kernel.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, INET4_CONNECT,
+                                  build(Policy(), 4).encode(), LICENSE, "secfilt_probe")
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EINVAL):
+            raise
+        return False
+    os.close(fd)
+    return True
+
+
+class CommandCgroup:
+    """A cgroup2 directory of its own for `secfilt`'s command, holding the programs: the host
+    has no container cgroup to put them on. Made below the caller's own cgroup2 directory;
+    the command joins it and then enters a cgroup namespace rooted there, so writing another
+    cgroup's cgroup.procs (a way out from under the programs) fails with ENOENT even for root."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @classmethod
+    def make(cls, policy: Policy) -> CommandCgroup | None:
+        """The cgroup with the programs attached, or None when this caller cannot have one
+        (not root, no cgroup2, no cgroup BPF): the tracer alone then judges destinations."""
+        if not applies(policy):
+            return None
+        base = own_cgroup2_dir()
+        if base is None or not available():
+            log.info("destination rules: no cgroup BPF here, the tracer alone judges them")
+            return None
+        path = os.path.join(base, f"secfilt-{os.getpid()}")
+        os.mkdir(path, 0o755)
+        group = cls(path)
+        try:
+            attach(path, policy)
+        except BaseException:
+            group.remove()
+            raise
+        return group
+
+    def join(self) -> None:
+        """Move the calling process into the cgroup and root its cgroup namespace there."""
+        from .. import kernel
+
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        kernel.unshare(kernel.CLONE_NEWCGROUP)
+
+    def remove(self, timeout: float = 3.0) -> None:
+        """Kill what is left in it and remove it (the programs go with it)."""
+        import time
+
+        try:
+            with open(os.path.join(self.path, "cgroup.kill"), "w") as f:
+                f.write("1")
+        except OSError:
+            pass  # gone already, or a kernel before 5.14: the tracer's EXITKILL did it
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as e:
+                if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                    log.warning(f"cannot remove {self.path}: {e.strerror}")
+                    return
+                time.sleep(0.01)
+
+
+def own_cgroup2_dir() -> str | None:
+    """The calling process's directory in the cgroup2 hierarchy, None without one (or when no
+    mount of it shows that directory)."""
+    import posixpath
+
+    from ..container import cgroups
+
+    mount = cgroups.discover().get(cgroups.UNIFIED)
+    if mount is None:
+        return None
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = cgroups.parse_proc_cgroup(f.read()).get(cgroups.UNIFIED)
+    except OSError:
+        return None
+    if own is None or not (own == mount.root or own.startswith(mount.root.rstrip("/") + "/")):
+        return None
+    return posixpath.normpath(posixpath.join(mount.mountpoint,
+                                             posixpath.relpath(own, mount.root)))
