@@ -10,7 +10,9 @@ secfilt-runtime exec           (host; the process's parent, as runc's exec is)
 ```
 
 The process gets the same seccomp programs as the init (linux.seccomp and the policy's), built
-from the bundle's config.json, and is seized by the container's tracer before it loads them.
+from what create saved in state.json (see confinement: config.json may have been edited since),
+and is seized by the container's tracer before it loads them. config.json gives only the
+defaults of the process itself (args, env, user, cwd...), as it does for runc's exec.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 import signal
 from typing import Any, NoReturn
 
-from . import kernel, nsjoin, seccomp
+from . import confinement, kernel, nsjoin, seccomp
 from . import spec as spec_mod
 from .console import Console, send_to_socket
 from .container import process, terminal
@@ -37,7 +39,6 @@ from .lifecycle import (
     write_pid_file,
 )
 from .log import log
-from .policy import parse as policy_parse
 from .policy.model import Policy
 from .spec import Process, Spec, User
 
@@ -142,18 +143,15 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
                           "--console-socket")
     if console_socket and not proc.terminal:
         raise ConfigError("--console-socket: the process has no terminal (--tty)")
-    spec = dataclasses.replace(spec, process=proc)
+    # the confinement create saved, not config.json's (which may have been edited since)
+    policy, saved_seccomp = confinement.from_state(st.confinement, st.id,
+                                                   traced=bool(st.tracer_socket))
+    spec = dataclasses.replace(spec, process=proc,
+                               linux=dataclasses.replace(spec.linux, seccomp=saved_seccomp))
     refuse_what_is_not_applied(spec, proc)
     for warning in process.check(proc):
         log.warning(warning)
-    policy = policy_parse.from_annotations(spec.annotations, spec.root.path,
-                                           mounts=spec.mounts)
-    if policy is None and st.tracer_socket:
-        # the container was created under a policy its config.json no longer states: the new
-        # process must not be the one left unconfined
-        raise ConfigError(f"exec: {st.bundle}/config.json no longer sets the org.secfilter.* "
-                          "policy the container was created with")
-    filters = seccomp.prepare(spec.linux.seccomp, policy,
+    filters = seccomp.prepare(saved_seccomp, policy,
                               cache_dir=os.path.join(store.root, "seccomp-cache"))
     joins = nsjoin.open_for(st.pid, st.init_start_time)
     cgroup = Cgroup.from_dict(st.cgroup)

@@ -137,6 +137,8 @@ def launch(
     The caller must have blocked all signals (so none is lost before it can forward them).
     """
     me = os.getpid()
+    from .confinement import to_state  # plain JSON for state.json: what exec confines by
+
     state = State(
         id=container_id,
         bundle=spec.bundle,
@@ -148,6 +150,8 @@ def launch(
         runtime_pid=me,
         runtime_start_time=proc_start_time(me) or 0,
         hooks=spec.hooks,
+        confinement=to_state(filters.policy if filters is not None else None,
+                             spec.linux.seccomp),
     )
     store.save(state)  # "creating": should this process die, delete still finds what to clean
     cgroup = Cgroup.for_container(spec.linux.cgroups_path, container_id)

@@ -89,6 +89,9 @@ _FIELDS: dict[str, Any] = {
     "tracer_start_time": 0,
     "tracer_socket": "",  # where exec asks the tracer to seize its processes
     "hooks": {},
+    # the policy and linux.seccomp as create resolved them (confinement.to_state): exec confines
+    # its processes by these, never by a config.json edited since
+    "confinement": {},
 }
 
 
@@ -117,6 +120,7 @@ class State:
     tracer_start_time: int
     tracer_socket: str
     hooks: dict[str, Any]
+    confinement: dict[str, Any]
 
     def __init__(self, id: str, bundle: str, **fields: Any) -> None:  # noqa: A002 - runc's name
         unknown = sorted(set(fields) - set(_FIELDS))
