@@ -107,11 +107,22 @@ def start(store: StateStore, container_id: str) -> None:
         try:
             st.status = "running"  # before the process can act and be observed
             store.save(st)
-            chan.send("start")
+            try:
+                chan.send("start")
+                sent = True
+            except (BrokenPipeError, ConnectionResetError):
+                sent = False  # refused before it read us: its reason waits to be read
             msg = chan.recv()  # end-of-file: the close-on-exec socket went with execve
             if msg is not None and msg.get("type") == "handoff":
                 _hand_listener(st, msg, chan.fileno())
                 msg = chan.recv()
+            if msg is None and not sent:
+                msg = {"type": "error", "message": "the container init closed the "
+                                                   "connection before it was told to start"}
+            if msg is not None and alive(st.pid, st.init_start_time):
+                # not started: it still waits for a start it accepts, and says created
+                st.status = "created"
+                store.save(st)
         finally:
             chan.close()
         if msg is not None:
