@@ -29,6 +29,7 @@ from .policy.model import Policy
 from .spec import Process, Spec
 from .state import SHORT_SOCKET_DIR, START_SOCKET, State, StateStore, proc_start_time
 from .sync import Channel, ChildVanished
+from .waitstatus import exit_code
 
 # Every signal the runtime forwards or waits for. SIGKILL and SIGSTOP cannot be caught.
 _ALL_SIGNALS = frozenset(range(1, signal.NSIG)) - {signal.SIGKILL, signal.SIGSTOP, 32, 33}
@@ -92,13 +93,6 @@ class Child:
         self.signal(signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             self.reap()
-
-
-def exit_code(wait_status: int) -> int:
-    """The shell's convention: the exit code, or 128 + the signal that killed the process."""
-    if os.WIFSIGNALED(wait_status):
-        return 128 + os.WTERMSIG(wait_status)
-    return os.WEXITSTATUS(wait_status)
 
 
 def check_bundle(spec: Spec) -> namespaces.NamespacePlan:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from . import kernel
 from .errors import ContainerError
 from .state import proc_start_time
+from .waitstatus import exit_code
 
 # /proc/PID/ns names, in join order, with their clone flags
 ORDER = (("user", kernel.CLONE_NEWUSER), ("ipc", kernel.CLONE_NEWIPC),
@@ -94,5 +95,4 @@ def enter_and_fork(joins: Joins) -> None:
         kernel.prctl(kernel.PR_SET_PDEATHSIG, 9)
         return
     _, status = os.waitpid(child, 0)
-    os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status)
-             else 128 + os.WTERMSIG(status))
+    os._exit(exit_code(status))
