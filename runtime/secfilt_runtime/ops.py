@@ -199,6 +199,30 @@ def destroy(st: State) -> None:
 
 
 def _wait_gone(pid: int, start_time: int, timeout: float = _GONE_TIMEOUT) -> bool:
+    """Wait until `pid` (if it is still the process that started at `start_time`) has
+    exited; False on timeout. A pidfd turns readable at the exit of any process, our child or
+    not (the init is usually the engine's, the tracer nobody's), so no polling of /proc."""
+    if pid <= 0:
+        return True
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except OSError:  # no pidfd_open (Linux < 5.3, or a seccomp profile around us)
+        return _poll_gone(pid, start_time, timeout)
+    try:
+        if proc_start_time(pid) != start_time:
+            return True  # exited (a zombie), or the pid is another process's now
+        import select  # a C module: nothing heavy
+
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(int(timeout * 1000)))
+    finally:
+        os.close(pidfd)
+
+
+def _poll_gone(pid: int, start_time: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while alive(pid, start_time):
         if time.monotonic() > deadline:
