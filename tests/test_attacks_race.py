@@ -8,6 +8,7 @@ a tracer that performs the call itself.  Marked `race` (`-m "not race"` skips th
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +111,45 @@ def test_sockaddr_race(mode: str, peer: Peer, tmp_path: Path, request) -> None:
     got = peer.received(FORBIDDEN_PEER)
     assert not got, f"BYPASS ({mode}): {len(got)} datagrams reached the forbidden peer\n{out}"
     assert peer.received(ALLOWED_PEER), f"not one datagram reached the allowed peer:\n{out}"
+
+
+# The kernel's half of the destination rules is a set of programs on a cgroup (the container's,
+# or the one secfilt makes for its command). A process that could write another cgroup's
+# cgroup.procs would leave them behind: here the container can write the host's cgroup2 root (a
+# bundle that binds it writable, as a privileged engine might), and secfilt's command is root.
+CGROUP2_ROOT = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") \
+    else "/sys/fs/cgroup"
+CONTAINER_CGROUP2 = "/hostcg"
+
+
+class WritableCgroupRunner(ContainerRunner):
+    def bundle(self, program: str, args: list[str], policy) -> Path:
+        bundle = super().bundle(program, args, policy)
+        config = json.loads((bundle / "config.json").read_text())
+        config["mounts"].append({"destination": CONTAINER_CGROUP2, "type": "bind",
+                                 "source": CGROUP2_ROOT, "options": ["rbind", "rw"]})
+        (bundle / "config.json").write_text(json.dumps(config))
+        return bundle
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sockaddr_race_after_leaving_the_cgroup(mode: str, peer: Peer, tmp_path: Path,
+                                                request) -> None:
+    procs = f"{CGROUP2_ROOT if mode == 'secfilt' else CONTAINER_CGROUP2}/cgroup.procs"
+    args = ("race", FORBIDDEN_PEER, str(PORT), ALLOWED_PEER, RACE_SECONDS, procs)
+
+    def runner():
+        tree = Tree.make(tmp_path)
+        if mode == "secfilt":
+            return HostRunner(tree, peer)
+        return WritableCgroupRunner(tree, request.getfixturevalue("runtime"),
+                                    request.getfixturevalue("make_bundle"), peer)
+
+    out = runner().run("net", *args, policy=None)
+    assert "escape: now in" in out.stdout, f"the move does not work without a policy:\n{out}"
+    assert peer.received(FORBIDDEN_PEER), f"the race does not work without a policy:\n{out}"
+    peer.record.write_text("")
+    out = runner().run("net", *args, policy=NET_POLICY)
+    got = peer.received(FORBIDDEN_PEER)
+    assert not got, f"BYPASS ({mode}): {len(got)} datagrams reached the forbidden peer\n{out}"
+    assert "escape: now in" not in out.stdout, f"left the cgroup ({mode}):\n{out}"

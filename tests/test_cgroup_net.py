@@ -164,6 +164,9 @@ PROBE = textwrap.dedent("""
                 s.connect((host, 4000))
             elif how == "sendto":
                 s.sendto(b"x", (host, 4000))
+            elif how == "route":  # a loose source route through 192.0.2.1, per datagram
+                route = bytes([0x83, 7, 4, 192, 0, 2, 1, 1])
+                s.sendmsg([b"x"], [(socket.IPPROTO_IP, 7, route)], 0, (host, 4000))
             else:
                 s.sendmsg([b"x"], [], 0, (host, 4000))
             return "ok"
@@ -180,6 +183,7 @@ A4, A6 = AF_INET, AF_INET6
 CASES = [(how, fam, host) for how in ("tcp", "udpconnect", "sendto", "sendmsg")
          for fam, host in ((A4, "198.51.100.1"), (A4, "192.0.2.1"), (A6, "::ffff:198.51.100.1"),
                            (A6, "::ffff:192.0.2.1"), (A6, "2001:db8::1"), (A4, "127.0.0.1"))]
+CASES.append(("route", A4, "127.0.0.1"))  # IP_RETOPTS: the egress program's
 
 
 @pytest.fixture
@@ -222,12 +226,13 @@ def test_kernel_refuses_what_the_policy_forbids(cgroup2: Path) -> None:
     cgroup_net.attach(str(cgroup2), policy)
     fd = os.open(cgroup2, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        assert all(kernel.bpf_prog_count(fd, hook) == 1 for hook in cgroup_net.HOOKS)
+        assert all(kernel.bpf_prog_count(fd, hook) == 1
+                   for hook in (*cgroup_net.HOOKS, cgroup_net.INET_EGRESS))
     finally:
         os.close(fd)
     got = probe(cgroup2)
     for (how, fam, host), result in got.items():
-        allowed = "198.51.100.1" in host or host == "127.0.0.1"
+        allowed = ("198.51.100.1" in host or host == "127.0.0.1") and how != "route"
         assert result == ("ok" if allowed else "EPERM"), (how, fam, host, result)
 
 

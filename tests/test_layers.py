@@ -4,6 +4,7 @@ match what the filter builder and the Landlock ruleset really do."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -22,7 +23,7 @@ from secfilt_runtime.policy.layers import (
 from secfilt_runtime.policy.model import Policy
 from secfilt_runtime.schema import load_schema
 
-KNOWN_LAYERS = {"kernel", LANDLOCK, BPF, MOUNTS, TRACER, NOTHING}
+KNOWN_LAYERS = {"kernel", LANDLOCK, BPF, MOUNTS, TRACER, NOTHING, "cgroup BPF"}
 
 
 def row(rows: list[LayerRow], covers_start: str) -> LayerRow:
@@ -125,8 +126,18 @@ def test_check_command_reports_this_machine() -> None:
                          env={"PYTHONPATH": str(REPO / "runtime"), "PATH": "/usr/bin:/bin"})
     doc = json.loads(out.stdout)
     assert doc["landlockABI"] == landlock.abi()
-    assert doc["rules"] == [r.to_dict() for r in enforcement_layers(landlock.abi())]
+    assert doc["rules"] == [r.to_dict() for r in enforcement_layers(landlock.abi(),
+                                                                     doc["cgroupBPF"])]
+    # root on a kernel with cgroup BPF and a cgroup2 mount (this project's CI)
+    assert doc["cgroupBPF"] == (os.geteuid() == 0 and os.path.isdir("/sys/fs/cgroup/unified"))
     bad = subprocess.run([sys.executable, "-m", "secfilt_runtime", "check", "--format", "xml"],
                          capture_output=True, text=True,
                          env={"PYTHONPATH": str(REPO / "runtime"), "PATH": "/usr/bin:/bin"})
     assert bad.returncode != 0 and "--format" in bad.stderr
+
+
+def test_destinations_are_race_free_only_with_cgroup_bpf() -> None:
+    for covers in ("destination of connect", "destination address",
+                   "destination port of a datagram"):
+        assert row(enforcement_layers(7, cgroup_bpf=True), covers).race_free
+        assert not row(enforcement_layers(7, cgroup_bpf=False), covers).race_free

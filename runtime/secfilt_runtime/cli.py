@@ -444,15 +444,18 @@ def main(argv: list[str] | None = None) -> None:
 
 def _check(fmt: str) -> int:
     """Which layer enforces each policy rule on this machine (its Landlock ABI)."""
-    from .policy import landlock, layers
+    from .policy import cgroup_net, landlock, layers
 
     abi = landlock.abi()
-    rows = layers.enforcement_layers(abi)
+    cgroup_bpf = cgroup_net.own_cgroup2_dir() is not None and cgroup_net.available()
+    rows = layers.enforcement_layers(abi, cgroup_bpf)
     if fmt == "json":
-        doc = {"landlockABI": abi, "rules": [r.to_dict() for r in rows]}
+        doc = {"landlockABI": abi, "cgroupBPF": cgroup_bpf,
+               "rules": [r.to_dict() for r in rows]}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     elif fmt == "table":
-        sys.stdout.write(f"Landlock ABI: {abi or 'none'}\n{layers.format_table(rows)}\n")
+        sys.stdout.write(f"Landlock ABI: {abi or 'none'}; cgroup BPF: "
+                         f"{'yes' if cgroup_bpf else 'no'}\n{layers.format_table(rows)}\n")
     else:
         raise UsageError(f"--format: {fmt!r} is not table or json")
     return 0

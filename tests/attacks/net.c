@@ -13,9 +13,11 @@
  *                    packet's first hop, hence its IP destination, is ADDR
  *   cmsg_route       the same route given per datagram, in sendmsg's IP_RETOPTS control message
  *   race             a thread flips the sockaddr between ARG (allowed) and ADDR; main sends for
- *                    ARG2 seconds */
+ *                    ARG2 seconds, after moving itself into the cgroup whose cgroup.procs is
+ *                    ARG3 when given (out of the cgroup that holds the destination programs) */
 #include "common.h"
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -246,7 +248,17 @@ int main(int argc, char **argv)
         return report(op, syscall(SYS_sendmsg, sock(AF_INET, SOCK_DGRAM), &mh, 0));
     }
     if (IS("race")) {
-        need_args(argc, argv, 6, "net race FORBIDDEN PORT ALLOWED SECONDS");
+        need_args(argc, argv, 6, "net race FORBIDDEN PORT ALLOWED SECONDS [CGROUP_PROCS]");
+        if (argc > 6) {
+            /* first leave the cgroup that holds the kernel's destination programs */
+            int fd = open(argv[6], O_WRONLY);
+            if (fd < 0 || write(fd, "0", 1) != 1)
+                printf("escape: %s: %s\n", argv[6], strerror(errno));
+            else
+                printf("escape: now in the cgroup of %s\n", argv[6]);
+            if (fd >= 0)
+                close(fd);
+        }
         make_addr(&race_ok, arg, port);
         race_no = u;
         race_addr = race_ok;

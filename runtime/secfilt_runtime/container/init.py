@@ -116,6 +116,10 @@ def _init(chan: Channel, spec: Spec, filters: Filters) -> NoReturn:
     enforce_writes = policy is not None and policy.restricts_writes and not policy.audit
     if enforce_writes:
         rootfs.freeze_for_policy(policy.allow_write)
+    if policy is not None and policy.restricts_destinations and not policy.audit:
+        from ..policy import cgroup_net
+
+        cgroup_net.seal_cgroup_mounts()  # the destination programs sit on our cgroup
     if spec.process.terminal:
         master, slave = terminal.open_pty(spec.process.user.uid)
         chan.send("pty", fds=[master])

@@ -14,6 +14,9 @@ no-outbound-network (loopback, or a nameserver on port 53), then allowed-netmask
 allowed-port; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is judged as IPv4. The tests run
 these programs in tests/ebpf.py's interpreter against decide.destination, and in the kernel.
 
+A fifth program, on BPF_CGROUP_INET_EGRESS, drops packets whose IP header routes them through
+another host first (build_egress): the hooks above see only the address a packet is sent to.
+
 What these hooks do not see, and the policy therefore refuses in its seccomp filter while a
 destination rule is set (decide.socket_rules): ICMP echo sockets (ping_v4_sendmsg has no hook),
 UDP-Lite (no connect hook), raw and packet sockets, SCTP, MPTCP.
@@ -56,6 +59,17 @@ JMP32_JEQ_K = 0x16   # BPF_JMP32 | BPF_JEQ | BPF_K: compares the low 32 bits, no
 JMP32_JNE_K = 0x56   # BPF_JMP32 | BPF_JNE | BPF_K
 JA = 0x05            # BPF_JMP | BPF_JA
 EXIT = 0x95          # BPF_JMP | BPF_EXIT
+
+ALU64_ADD_K = 0x07    # BPF_ALU64 | BPF_ADD | BPF_K
+LDX_MEM_B = 0x71     # BPF_LDX | BPF_MEM | BPF_B
+JGT_X = 0x2D         # BPF_JMP | BPF_JGT | BPF_X (64-bit: packet pointers)
+
+# struct __sk_buff
+SKB_PROTOCOL, SKB_DATA, SKB_DATA_END = 16, 76, 80
+INET_EGRESS = 1      # enum bpf_attach_type: BPF_CGROUP_INET_EGRESS
+ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
+# IPv6 extension headers that may carry or precede a routing header
+IPV6_ROUTING_CAPABLE = (0, 43, 60)   # hop-by-hop, routing, destination options
 
 # registers: r1 the context; the address in R_IP4 or R_W0..R_W3; the port in R_PORT
 R0, R_CTX, R_W0, R_W1, R_W2, R_W3, R_IP4, R_PORT, R_TMP = 0, 1, 2, 3, 4, 5, 6, 7, 8
@@ -257,6 +271,40 @@ def build(policy: Policy, family: int) -> Program:
     return b.p
 
 
+def build_egress() -> Program:
+    """The cgroup_skb egress program: drops every packet whose IP header routes it through a
+    host other than its destination (IPv4 options, which hold source routes; IPv6 hop-by-hop,
+    destination options and routing headers). The sock_addr hooks judge the address a packet is
+    sent to; a source route sends it to the route's first hop, and the tracer's check of a
+    sendmsg control message carrying one (IP_RETOPTS) races a thread rewriting it. Policy-free:
+    under any destination rule no such header may leave."""
+    b = _Builder(Policy())
+    p = b.p
+    r_data, r_end, r_proto, r_ptr = 2, 3, 4, 5
+    p.emit(Insn(LDX_MEM_W, dst=r_data, src=R_CTX, off=SKB_DATA))
+    p.emit(Insn(LDX_MEM_W, dst=r_end, src=R_CTX, off=SKB_DATA_END))
+    p.emit(Insn(LDX_MEM_W, dst=r_proto, src=R_CTX, off=SKB_PROTOCOL))
+    p.emit(Insn(JMP32_JEQ_K, dst=r_proto, off="ipv4", imm=port_value(ETH_P_IP)))
+    p.emit(Insn(JMP32_JEQ_K, dst=r_proto, off="ipv6", imm=port_value(ETH_P_IPV6)))
+    b.jump("allow")
+    for label, offset in (("ipv4", 0), ("ipv6", 6)):
+        p.label(label)
+        # the verifier admits a packet read only behind a check against data_end
+        p.emit(Insn(MOV64_X, dst=r_ptr, src=r_data))
+        p.emit(Insn(ALU64_ADD_K, dst=r_ptr, imm=offset + 1))
+        p.emit(Insn(JGT_X, dst=r_ptr, src=r_end, off="deny"))
+        p.emit(Insn(LDX_MEM_B, dst=R0, src=r_data, off=offset))
+        if label == "ipv4":
+            p.emit(Insn(ALU32_AND_K, dst=R0, imm=0x0F))  # IHL: 5 words without options
+            p.emit(Insn(JMP32_JNE_K, dst=R0, off="deny", imm=5))
+        else:
+            for header in IPV6_ROUTING_CAPABLE:  # the fixed header's next-header field
+                p.emit(Insn(JMP32_JEQ_K, dst=R0, off="deny", imm=header))
+        b.jump("allow")
+    b.verdicts()
+    return p
+
+
 def applies(policy: Policy) -> bool:
     return policy.restricts_destinations and not policy.audit
 
@@ -268,12 +316,14 @@ def attach(cgroup_dir: str, policy: Policy) -> None:
     from .. import kernel
 
     programs = {family: build(policy, family).encode() for family in (4, 6)}
+    loads = [(kernel.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, hook, programs[family],
+              f"secfilt_{HOOK_NAMES[hook]}") for hook, family in HOOKS.items()]
+    loads.append((kernel.BPF_PROG_TYPE_CGROUP_SKB, INET_EGRESS, build_egress().encode(),
+                  "secfilt_egress"))
     target = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for hook, family in HOOKS.items():
-            name = f"secfilt_{HOOK_NAMES[hook]}"
-            prog = kernel.bpf_prog_load(kernel.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, hook,
-                                        programs[family], LICENSE, name)
+        for prog_type, hook, code, name in loads:
+            prog = kernel.bpf_prog_load(prog_type, hook, code, LICENSE, name)
             try:
                 kernel.bpf_prog_attach(target, prog, hook, kernel.BPF_F_ALLOW_MULTI)
             finally:
@@ -328,12 +378,16 @@ class CommandCgroup:
         return group
 
     def join(self) -> None:
-        """Move the calling process into the cgroup and root its cgroup namespace there."""
+        """Move the calling process into the cgroup, root its cgroup namespace there and give
+        it a mount namespace whose cgroup mounts are read-only (seal_cgroup_mounts)."""
         from .. import kernel
 
         with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
-        kernel.unshare(kernel.CLONE_NEWCGROUP)
+        kernel.unshare(kernel.CLONE_NEWCGROUP | kernel.CLONE_NEWNS)
+        # nothing of ours propagates to the host; the host's later mounts still reach us
+        kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_SLAVE)
+        seal_cgroup_mounts()
 
     def remove(self, timeout: float = 3.0) -> None:
         """Kill what is left in it and remove it (the programs go with it)."""
@@ -356,6 +410,27 @@ class CommandCgroup:
                     log.warning(f"cannot remove {self.path}: {e.strerror}")
                     return
                 time.sleep(0.01)
+
+
+def seal_cgroup_mounts() -> None:
+    """Make every cgroup file system this mount namespace shows read-only: a process that could
+    write another cgroup's cgroup.procs would leave the programs behind. A cgroup namespace
+    alone stops that only where cgroup2 is mounted with nsdelegate. The policy's filter
+    refuses the mount family under destination rules, so this cannot be undone from inside."""
+    from .. import kernel
+    from ..container import mountinfo
+
+    with open("/proc/self/mountinfo") as f:
+        entries = mountinfo.parse(f.read())
+    for entry in entries:
+        if entry.fstype in ("cgroup", "cgroup2"):
+            try:
+                kernel.mount_setattr(entry.mount_point, kernel.MOUNT_ATTR_RDONLY, 0)
+            except FileNotFoundError:
+                continue  # under a mount that hides it: unreachable anyway
+            except OSError as e:
+                raise OSError(e.errno, f"make {entry.mount_point} read-only: {e.strerror}"
+                              ) from None
 
 
 def own_cgroup2_dir() -> str | None:

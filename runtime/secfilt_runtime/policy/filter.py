@@ -35,6 +35,7 @@ from . import decide
 from .model import Policy
 from .syscalls import (
     BY_NAME,
+    CLONE_NEWCGROUP,
     CLONE_UNTRACED,
     O_ACCMODE,
     O_CREAT,
@@ -117,6 +118,14 @@ def destination_rules(policy: Policy) -> list[Rule]:
         *(Rule(("setsockopt",), deny, (ArgCondition(1, LOW32, MASKED_EQ, level),
                                        ArgCondition(2, LOW32, MASKED_EQ, name)))
           for level, name in ROUTING_SOCKOPTS),
+        # the kernel's half of these rules is a cgroup's sock_addr programs (cgroup_net):
+        # a process with the privilege must neither detach them (bpf) nor leave their cgroup
+        # (another cgroup namespace, where cgroup.procs of the root could be in reach)
+        Rule(("bpf",), deny),
+        Rule(("setns",), deny, (ArgCondition(1, LOW32, MASKED_EQ, 0),)),
+        Rule(("setns",), deny, (ArgCondition(1, CLONE_NEWCGROUP, MASKED_EQ, CLONE_NEWCGROUP),)),
+        # nor make a cgroup mount writable again (seal_cgroup_mounts), nor mount one anew
+        *(() if policy.restricts_writes else (Rule(names(Group.MOUNT), deny),)),
     ]
 
 

@@ -28,9 +28,12 @@ from . import filter as policy_filter
 from .model import Policy
 
 KERNEL, LANDLOCK, BPF, TRACER, NOTHING = "kernel", "Landlock", "BPF", "tracer", "not enforced"
+# eBPF programs on the sandbox's cgroup (policy.cgroup_net): the kernel judges the address it
+# uses; containers, and secfilt when its caller may attach them (root)
+CGROUP_BPF = "cgroup BPF"
 # a container's mounts made read-only (allow-write bound writable on top): containers only
 MOUNTS = "read-only mounts"
-RACE_FREE_LAYERS = frozenset({KERNEL, LANDLOCK, BPF, MOUNTS})
+RACE_FREE_LAYERS = frozenset({KERNEL, LANDLOCK, BPF, MOUNTS, CGROUP_BPF})
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,14 @@ def _bpf_if(*calls: str | tuple[str, int],
     return (BPF,) if all(wanted <= _filtered(p) for p in policies) else (NOTHING,)
 
 
-def enforcement_layers(landlock_abi: int | None) -> list[LayerRow]:
-    """The table for a kernel whose Landlock ABI is `landlock_abi` (None or 0: no Landlock)."""
+def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False) -> list[LayerRow]:
+    """The table for a kernel whose Landlock ABI is `landlock_abi` (None or 0: no Landlock),
+    where the caller can (cgroup_bpf) or cannot attach cgroup sock_addr programs."""
     abi = landlock_abi or 0
+    cg = (CGROUP_BPF,) if cgroup_bpf else ()
+    cg_note = ("; cgroup connect4/6 and sendmsg4/6 programs judge the address the kernel uses"
+               if cgroup_bpf else "; no cgroup BPF for this caller (not root, or no cgroup2): "
+               "a thread rewriting the sockaddr after the check wins")
     no_landlock = "" if abi else "; without Landlock the tracer alone judges it, with a race"
     return [
         # --- the file system ---------------------------------------------------------------
@@ -123,27 +131,35 @@ def enforcement_layers(landlock_abi: int | None) -> list[LayerRow]:
         # --- the network -------------------------------------------------------------------
         LayerRow("no-outbound-network",
                  "destination of connect, sendto, sendmsg, sendmmsg (IPv4, IPv6, IPv4-mapped)",
-                 (TRACER,),
-                 "the sockaddr is in memory: a thread rewriting it after the check wins"),
+                 (*cg, TRACER), "the sockaddr is in memory" + cg_note),
         LayerRow("allowed-netmask", "destination address, as for no-outbound-network",
-                 (TRACER,), "the same race"),
+                 (*cg, TRACER), "the same programs" if cgroup_bpf else "the same race"),
         LayerRow("allowed-port", "destination port of a TCP connect",
-                 _landlock(abi, 4, TRACER), "LANDLOCK_ACCESS_NET_CONNECT_TCP (ABI 4)"
-                 + ("" if abi >= 4 else "; below ABI 4 the tracer alone, with a race")),
-        LayerRow("allowed-port", "destination port of a datagram (UDP)", (TRACER,),
-                 "Landlock has no UDP rule: the same race as the addresses"),
-        LayerRow("allow-resolv", "the nameservers of /etc/resolv.conf on port 53", (TRACER,),
-                 "read once when the policy is resolved"),
+                 (*_landlock(abi, 4), *cg, TRACER), "LANDLOCK_ACCESS_NET_CONNECT_TCP (ABI 4)"
+                 + ("" if abi >= 4 or cgroup_bpf else "; below ABI 4 the tracer alone")),
+        LayerRow("allowed-port", "destination port of a datagram (UDP)", (*cg, TRACER),
+                 "Landlock has no UDP rule" + cg_note),
+        LayerRow("allow-resolv", "the nameservers of /etc/resolv.conf on port 53",
+                 (*cg, TRACER), "read once when the policy is resolved"),
         LayerRow("no-outbound-network",
-                 "sockets that bypass the address checks (raw, packet, SCTP, MPTCP, ...)",
+                 "sockets that bypass the address checks (raw, packet, SCTP, MPTCP, ICMP echo, "
+                 "UDP-Lite, ...)",
                  (BPF,), "socket()'s family, type and protocol are integers"),
+        LayerRow("no-outbound-network",
+                 "leaving the cgroup that holds the programs, or detaching them",
+                 _bpf_if("bpf", "setns", "mount", policies=(NETWORK_POLICY,)),
+                 "bpf, setns into a cgroup namespace and the mount family refused; the "
+                 "sandbox's cgroup mounts are read-only and its cgroup namespace is rooted at "
+                 "its cgroup"),
         LayerRow("no-outbound-network",
                  "IP options that route through other hosts (IP_OPTIONS source route, "
                  "IPV6_RTHDR)", _bpf_if("setsockopt", policies=(NETWORK_POLICY,)),
                  "the first hop of a source route is the packet's real destination"),
         LayerRow("no-outbound-network",
                  "the same routes as sendmsg control messages (IP_RETOPTS, IPV6_RTHDR)",
-                 (TRACER,), "the tracer reads sendmsg's control messages"),
+                 (*cg, TRACER), "the tracer reads sendmsg's control messages"
+                 + ("; a cgroup egress program drops packets with IPv4 options or IPv6 "
+                    "routing-capable headers" if cgroup_bpf else "")),
         LayerRow("mainstream-network-families", "socket families other than unix, inet, "
                  "inet6, netlink", (BPF,), ""),
         # --- the sandbox itself (every non-empty policy) ------------------------------------
