@@ -65,19 +65,10 @@ def runner_for(mode: str, tree: Tree, request) -> HostRunner | ContainerRunner:
                            request.getfixturevalue("make_bundle"))
 
 
-# Known open gaps (docs/security.md, "Known gaps"): strict, so the day a fix lands the marker
-# must go. In containers the read-only mounts close the metadata race; secfilt has no such layer.
-CHMOD_ON_HOST = pytest.mark.xfail(strict=True, reason="metadata calls (chmod, chown, utimes, "
-                                  "xattrs) are judged only by the tracer under secfilt: racy")
-
-
-def _path_race_cases() -> list:
-    kinds = ["buf", "shm", "vmwrite", "cwd", "symlink", "chmod", "how"]
-    return [pytest.param(kind, mode, marks=CHMOD_ON_HOST if (kind, mode) == ("chmod", "secfilt")
-                         else ()) for kind in kinds for mode in MODES]
-
-
-@pytest.mark.parametrize(("kind", "mode"), _path_race_cases())
+# chmod (metadata: no Landlock right) is stopped by the read-only mounts, the container's and
+# secfilt's own (policy.mounts)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", ["buf", "shm", "vmwrite", "cwd", "symlink", "chmod", "how"])
 def test_path_race(kind: str, mode: str, tmp_path: Path, request) -> None:
     host = HostRunner(make_tree(tmp_path))
     out = host.run("race", *race_args(kind, host.path), policy=None)

@@ -272,6 +272,8 @@ def _child(go: int, policy: Policy, filters: object, command: list[str],
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+        if policy.restricts_writes and not policy.audit:
+            _read_only_mounts(policy)
         landlock.restrict_self(policy)
         seccomp.install(filters)  # type: ignore[arg-type]
         where = command[0]
@@ -284,6 +286,21 @@ def _child(go: int, policy: Policy, filters: object, command: list[str],
         msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         os.write(2, f"{PROG}: {where}: {msg}\n".encode())
     os._exit(code)
+
+
+def _read_only_mounts(policy: Policy) -> None:
+    """The kernel layer for what Landlock cannot restrict (chmod, chown, utimes, chattr,
+    xattrs): the host's mounts read-only in a namespace of the child's own, the allow-write
+    paths writable on top. Where the kernel refuses an unprivileged user namespace the tracer
+    alone judges those calls, as `check` reports; --verbose says so too."""
+    from .policy import mounts
+
+    write_source = policy.sources.get("allow-write", "--allow-write")
+    how = mounts.private_view(policy.allow_write, write_source=write_source,
+                              read_only_source=policy.sources.get("read-only", write_source))
+    if how is None and policy.log_path == STDERR_LOG:
+        os.write(2, f"{PROG}: warning: no user namespace for read-only mounts here: chmod, "
+                 "chown, utimes, chattr and xattrs are judged by the tracer alone\n".encode())
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

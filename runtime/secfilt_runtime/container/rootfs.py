@@ -15,7 +15,8 @@ import stat
 from dataclasses import dataclass, field
 
 from .. import kernel
-from ..errors import ContainerError
+from ..errors import ContainerError, SecfiltError
+from ..policy import mounts
 from ..spec import Mount, Spec
 from . import cgroups, devices, mountinfo, mountopts, paths
 
@@ -543,48 +544,11 @@ def _check_dev_null(what: str) -> None:
 
 
 def freeze_for_policy(allow_write: tuple[str, ...]) -> None:
-    """The kernel's own, race-free enforcement of a read-only policy in the container: every
-    mount read-only, except the allow-write paths and /proc (its files are the processes'
-    settings, not a file system to protect; /proc/sys and friends keep their own ro binds).
-
-    The tracer judges each call first (its errno and its log); this layer holds when a call
-    changes under the tracer's feet (a path rewritten by another thread after the check), and
-    for the calls Landlock cannot restrict (chmod, chown, utimes, xattrs). Run after
-    pivot_root, so the paths are the container's own.
-    """
-    clones: list[tuple[int, int]] = []  # (where, detached writable copy)
+    """The kernel's own, race-free enforcement of a write policy in the container: every mount
+    read-only but the allow-write paths and /proc (policy.mounts.freeze, shared with secfilt).
+    Run after pivot_root, so the paths are the container's own."""
     try:
-        for path in allow_write:
-            # no symlink anywhere on the way: the kernel layers must never reach wider than
-            # the tracer, which judges the path the policy names
-            try:
-                where = kernel.openat2(-100, path, os.O_PATH | os.O_CLOEXEC,
-                                       resolve=kernel.RESOLVE_NO_SYMLINKS)
-            except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ELOOP):
-                    continue  # nothing (or a link) there: it stays read-only
-                raise _err("org.secfilter.allow-write", f"open {path}", e) from None
-            try:
-                copy = kernel.open_tree("", kernel.OPEN_TREE_CLONE | kernel.OPEN_TREE_CLOEXEC
-                                        | kernel.AT_RECURSIVE | kernel.AT_EMPTY_PATH,
-                                        dirfd=where)
-            except OSError as e:
-                os.close(where)
-                raise _err("org.secfilter.allow-write", f"clone the mounts at {path}", e
-                           ) from None
-            clones.append((where, copy))
-        proc_writable = os.path.ismount("/proc") and not os.statvfs("/proc").f_flag & os.ST_RDONLY
-        try:
-            kernel.mount_setattr("/", kernel.MOUNT_ATTR_RDONLY, 0, kernel.AT_RECURSIVE)
-            if proc_writable:
-                kernel.mount_setattr("/proc", 0, kernel.MOUNT_ATTR_RDONLY)
-            # the clones were taken writable: moved on top, they are the allow-write view
-            for where, copy in clones:
-                kernel.move_mount_fd(copy, where)
-        except OSError as e:
-            raise _err("org.secfilter.read-only", "make the container's mounts read-only", e
-                       ) from None
-    finally:
-        for where, copy in clones:
-            os.close(where)
-            os.close(copy)
+        mounts.freeze(allow_write, write_source="org.secfilter.allow-write",
+                      read_only_source="org.secfilter.read-only")
+    except SecfiltError as e:
+        raise ContainerError(str(e)) from None
