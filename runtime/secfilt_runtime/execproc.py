@@ -188,11 +188,13 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
                 from . import tracer
 
                 tracer.add(st.tracer_socket, child.pid)
+            # built before "start": once its filters are loaded the process spins until its
+            # listener is taken, and nothing but the hand-over itself should keep it waiting
+            agent_state = {**st.to_oci(), "status": "running"} if filters.needs_listener \
+                else None
             ours.send("start", preserve_fds=preserve_fds)
-            if filters.needs_listener:  # the agent gets this process's listener too, as runc
-                seccomp.hand_listener_to_agent(filters, child.pid,
-                                               {**st.to_oci(), "status": "running"},
-                                               ours.fileno())
+            if agent_state is not None:  # the agent gets this process's listener too, as runc
+                seccomp.hand_listener_to_agent(filters, child.pid, agent_state, ours.fileno())
             msg = ours.recv()  # end-of-file: execve succeeded
             if msg is not None:
                 raise ContainerError(msg.get("message") or f"exec: unexpected {msg['type']!r}")
@@ -216,6 +218,8 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
                 if console is not None:
                     console.close()
     finally:
+        if filters.handoff is not None:  # when the hand-over never came (it closes it too)
+            filters.handoff.close()
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 

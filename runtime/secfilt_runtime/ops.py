@@ -137,12 +137,18 @@ def start(store: StateStore, container_id: str) -> None:
 
 def _hand_listener(st: State, msg: dict, watch_fd: int) -> None:
     """SCMP_ACT_NOTIFY: the init's listener goes to linux.seccomp.listenerPath before the
-    process runs, as with run."""
+    process runs, as with run. (The init sends the page before it loads its filters: the
+    agent's state is built while it still works, not while it spins.)"""
     from .seccomp import hand_over
     from .seccomp.notify import Handoff
 
-    hand_over(Handoff(msg["fds"][0]), msg.get("listener_path"), msg.get("listener_metadata"),
-              st.pid, {**st.to_oci(), "status": "creating"}, watch_fd)
+    agent_state = {**st.to_oci(), "status": "creating"}
+    handoff = Handoff(msg["fds"][0])
+    try:
+        hand_over(handoff, msg.get("listener_path"), msg.get("listener_metadata"), st.pid,
+                  agent_state, watch_fd)
+    finally:
+        handoff.close()
 
 
 def _connect_start(store: StateStore, container_id: str) -> socket.socket:

@@ -93,8 +93,13 @@ class Handoff:
         self._page[0] = _TAKEN
 
     def close(self) -> None:
+        """Unmap the page and close its memfd (once the listener is handed over, or the
+        hand-over abandoned); closing again does nothing."""
+        if self._fd < 0:
+            return
         self._page.close()
         os.close(self._fd)
+        self._fd = -1
 
 
 def agent_message(state: dict[str, Any], pid: int, metadata: str | None) -> bytes:
@@ -124,13 +129,17 @@ def hand_to_agent(handoff: Handoff, listener_path: str, metadata: str | None, pi
     """In the runtime, after "start": take the listener from the init, give it to the agent,
     then let the init execute the process (as with runc, the agent holds the listener before
     the process runs). Returns quietly when the init failed first (its report is on
-    watch_fd); raises when the agent cannot be reached (the init is never released)."""
-    fd = handoff.take(pid, watch_fd)
-    if fd is None:
-        return
+    watch_fd); raises when the agent cannot be reached (the init is never released). The
+    page is closed in every case: it serves one hand-over."""
     try:
-        send_to_agent(listener_path, fd, agent_message(state, pid, metadata))
+        fd = handoff.take(pid, watch_fd)
+        if fd is None:
+            return
+        try:
+            send_to_agent(listener_path, fd, agent_message(state, pid, metadata))
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        handoff.release()
     finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    handoff.release()
+        handoff.close()
