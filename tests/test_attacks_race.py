@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from attacks.harness import (
     ALLOWED_PEER,
+    CONTAINER_BIN,
     FORBIDDEN_PEER,
     NET_POLICY,
     PORT,
@@ -144,3 +145,38 @@ def test_sockaddr_race_after_leaving_the_cgroup(mode: str, peer: Peer, tmp_path:
     got = peer.received(FORBIDDEN_PEER)
     assert not got, f"BYPASS ({mode}): {len(got)} datagrams reached the forbidden peer\n{out}"
     assert "escape: now in" not in out.stdout, f"left the cgroup ({mode}):\n{out}"
+
+
+@pytest.mark.parametrize("policy", [True, False], ids=["policy", "baseline"])
+def test_sockaddr_race_from_an_exec_process(policy: bool, peer: Peer, tmp_path: Path, runtime,
+                                            make_bundle) -> None:
+    """A process `exec` adds to a running container is in the container's cgroup, under its
+    programs, like the init."""
+    import time
+
+    tree = Tree.make(tmp_path)
+    runner = ContainerRunner(tree, runtime, make_bundle, peer)
+    log = "allowed/log"
+    bundle = runner.bundle("escape", ["append_loop", runner.path(log)],
+                           NET_POLICY if policy else None)
+    cid = f"{runtime.cid}-exec"
+    proc = runtime.popen("run", "--bundle", str(bundle), cid)
+    try:
+        deadline = time.monotonic() + 20
+        while not (tree / log).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (tree / log).exists(), f"the container did not start: {proc.poll()}"
+        r = runtime("exec", cid, f"{CONTAINER_BIN}/net", "race", FORBIDDEN_PEER, str(PORT),
+                    ALLOWED_PEER, RACE_SECONDS)
+        assert "attack-start" in r.stdout, f"the exec never ran: {r}"
+        got = peer.received(FORBIDDEN_PEER)
+        if policy:
+            assert not got, f"BYPASS: exec'd process, {len(got)} datagrams\n{r}"
+            assert peer.received(ALLOWED_PEER), f"nothing reached the allowed peer:\n{r}"
+        else:
+            assert got, f"the race does not work without a policy:\n{r}"
+    finally:
+        runtime("kill", cid, "KILL")
+        proc.wait(timeout=20)
+        for stream in (proc.stdout, proc.stderr, proc.stdin):
+            stream.close()
