@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_lifecycle import create, status
+from test_lifecycle import container, status
 
 from conftest import BASE_CONFIG, needs_root
 
@@ -67,19 +67,14 @@ def verdicts(stdout: str) -> dict[str, int]:
 def test_exec_keeps_the_confinement_of_create(runtime, make_bundle, tmp_path, how):
     tree = host_tree(tmp_path)
     bundle = confined_bundle(make_bundle, tree, ["sleep", "60"])
-    r = create(runtime, "--bundle", str(bundle), runtime.cid)
-    assert r.returncode == 0, r.stderr
-    try:
-        assert runtime("start", runtime.cid).returncode == 0
+    with container(runtime, bundle) as cid:
         edit_config(bundle, how)
-        r = runtime("exec", runtime.cid, "sh", "-c", ATTEMPTS)
+        r = runtime("exec", cid, "sh", "-c", ATTEMPTS)
         got = verdicts(r.stdout)
         assert got["file"] == 0, (r.stdout, r.stderr)  # the exec ran, allow-write works
         assert (tree / "allowed" / "file").read_text() == "here\n"
         assert got["victim"] != 0 and (tree / "forbidden" / "victim").read_text() == "victim\n"
         assert got["mkdir"] != 0 and not (tree / "allowed" / "made").exists()
-    finally:
-        assert runtime("delete", "--force", runtime.cid).returncode == 0
 
 
 @pytest.mark.parametrize("how", ["dropped", "loosened"])
@@ -127,21 +122,15 @@ def _bad_seccomp(doc: dict) -> None:
 def test_exec_refuses_a_damaged_state(runtime, make_bundle, tmp_path, change, message):
     """Nothing is executed, the message names the field, the container itself goes on."""
     tree = host_tree(tmp_path)
-    bundle = confined_bundle(make_bundle, tree, ["sleep", "60"])
-    r = create(runtime, "--bundle", str(bundle), runtime.cid)
-    assert r.returncode == 0, r.stderr
-    try:
-        assert runtime("start", runtime.cid).returncode == 0
-        damage(runtime.state_root, runtime.cid, change)
-        r = runtime("exec", runtime.cid, "sh", "-c", f"echo changed > {TREE}/allowed/file")
+    with container(runtime, confined_bundle(make_bundle, tree, ["sleep", "60"])) as cid:
+        damage(runtime.state_root, cid, change)
+        r = runtime("exec", cid, "sh", "-c", f"echo changed > {TREE}/allowed/file")
         assert r.returncode == 1, (r.stdout, r.stderr)
-        assert message in r.stderr and f"container {runtime.cid}" in r.stderr, r.stderr
+        assert message in r.stderr and f"container {cid}" in r.stderr, r.stderr
         assert not (tree / "allowed" / "file").exists()
-        assert json.loads(runtime("ps", "--format", "json", runtime.cid).stdout) == [
-            json.loads((runtime.state_root / runtime.cid / "state.json").read_text())["pid"]]
-        assert status(runtime, runtime.cid) == "running"
-    finally:
-        assert runtime("delete", "--force", runtime.cid).returncode == 0
+        assert json.loads(runtime("ps", "--format", "json", cid).stdout) == [
+            json.loads((runtime.state_root / cid / "state.json").read_text())["pid"]]
+        assert status(runtime, cid) == "running"
 
 
 def test_a_container_without_policy_saves_its_profile_alone(runtime, make_bundle, tmp_path):
@@ -150,17 +139,12 @@ def test_a_container_without_policy_saves_its_profile_alone(runtime, make_bundle
     bundle = make_bundle(["sleep", "60"], linux={"seccomp": NO_MKDIR}, mounts=[
         *BASE_CONFIG["mounts"],
         {"destination": TREE, "type": "bind", "source": str(tree), "options": ["rbind"]}])
-    r = create(runtime, "--bundle", str(bundle), runtime.cid)
-    assert r.returncode == 0, r.stderr
-    try:
-        saved = json.loads((runtime.state_root / runtime.cid / "state.json").read_text())
+    with container(runtime, bundle) as cid:
+        saved = json.loads((runtime.state_root / cid / "state.json").read_text())
         assert saved["confinement"] == {"policy": None, "seccomp": NO_MKDIR}
-        assert runtime("start", runtime.cid).returncode == 0
         config = json.loads((bundle / "config.json").read_text())
         del config["linux"]["seccomp"]
         (bundle / "config.json").write_text(json.dumps(config))
-        r = runtime("exec", runtime.cid, "sh", "-c", f"mkdir {TREE}/allowed/made; echo mkdir=$?")
+        r = runtime("exec", cid, "sh", "-c", f"mkdir {TREE}/allowed/made; echo mkdir=$?")
         assert verdicts(r.stdout) == {"mkdir": 1}, (r.stdout, r.stderr)
         assert not (tree / "allowed" / "made").exists()
-    finally:
-        assert runtime("delete", "--force", runtime.cid).returncode == 0

@@ -3,6 +3,7 @@ engines call them, with runc's states, errors and process tree."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,9 +12,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from attacks.harness import tracer_of
 
 from conftest import REPO, needs_root
 
@@ -49,6 +52,21 @@ def create(runtime, *args: str, command: str = "create", **kw) -> subprocess.Com
         p.stderr = e.read()
         p.stdout = f"{out}.out"
     return p
+
+
+@contextlib.contextmanager
+def container(runtime, bundle: Path, *, started: bool = True) -> Iterator[str]:
+    """The test's container of `bundle`, created (and started), deleted with --force at the
+    end whatever happened: its id."""
+    r = create(runtime, "--bundle", str(bundle), runtime.cid)
+    assert r.returncode == 0, r.stderr
+    try:
+        if started:
+            r = runtime("start", runtime.cid)
+            assert r.returncode == 0, r.stderr
+        yield runtime.cid
+    finally:
+        assert runtime("delete", "--force", runtime.cid).returncode == 0
 
 
 def created(runtime, make_bundle, args, cid=None, **changes):
@@ -380,13 +398,6 @@ def test_hot_path_on_a_real_container_imports_nothing_heavy(runtime, make_bundle
 
 
 POLICY = {"annotations": {"org.secfilter.read-only": "true"}}
-
-
-def tracer_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("TracerPid:"):
-            return int(line.split()[1])
-    raise AssertionError("no TracerPid line")
 
 
 def test_one_tracer_serves_the_init_and_exec(runtime, make_bundle, tmp_path):

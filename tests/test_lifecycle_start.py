@@ -5,7 +5,7 @@ never a silent end-of-file that `start` would take for a successful execve."""
 from __future__ import annotations
 
 import pytest
-from test_lifecycle import create, status, wait_for
+from test_lifecycle import container, status, wait_for
 
 from conftest import BASE_CONFIG, needs_root
 
@@ -32,33 +32,23 @@ def test_start_refused_by_the_peer_check_fails_loudly(runtime, make_bundle, tmp_
     marker = tmp_path / "ran"
     bundle = make_bundle(["sh", "-c", "echo ran > /tmp/out/ran"], linux=userns(100000),
                          mounts=out_mount(tmp_path))
-    r = create(runtime, "--bundle", str(bundle), runtime.cid)
-    assert r.returncode == 0, r.stderr
-    try:
-        r = runtime("start", runtime.cid)
+    with container(runtime, bundle, started=False) as cid:
+        r = runtime("start", cid)
         assert r.returncode == 1, (r.returncode, r.stderr)
         assert "start refused: peer uid 65534 is neither root nor the container's creator" \
             in r.stderr, r.stderr
         assert not marker.exists()  # the process never ran
         # still waiting for a start it will accept: created, not "running"
-        assert status(runtime, runtime.cid) == "created"
-        r = runtime("start", runtime.cid)  # asked again: refused again, the same way
+        assert status(runtime, cid) == "created"
+        r = runtime("start", cid)  # asked again: refused again, the same way
         assert r.returncode == 1 and "start refused" in r.stderr, r.stderr
         assert not marker.exists()
-    finally:
-        assert runtime("delete", "--force", runtime.cid).returncode == 0
 
 
 def test_start_accepted_when_the_user_namespace_maps_root(runtime, make_bundle, tmp_path):
     """The control: the same container with the host's root mapped starts and runs."""
     bundle = make_bundle(["sh", "-c", "echo ran > /tmp/out/ran"], linux=userns(0),
                          mounts=out_mount(tmp_path))
-    r = create(runtime, "--bundle", str(bundle), runtime.cid)
-    assert r.returncode == 0, r.stderr
-    try:
-        r = runtime("start", runtime.cid)
-        assert r.returncode == 0, r.stderr
+    with container(runtime, bundle):  # started: `start` succeeded
         wait_for(lambda: (tmp_path / "ran").exists(), what="the process's mark")
         assert (tmp_path / "ran").read_text() == "ran\n"
-    finally:
-        assert runtime("delete", "--force", runtime.cid).returncode == 0
