@@ -30,6 +30,7 @@ from attacks.cases import (
     xattr_set,
 )
 from attacks.harness import (
+    MODES,
     NET_POLICY,
     ContainerRunner,
     HarnessError,
@@ -37,6 +38,7 @@ from attacks.harness import (
     Tree,
     binaries,
     host_pid_of,
+    runner_for,
     tracer_of,
 )
 
@@ -88,18 +90,6 @@ ESCAPES = tuple(FsCase(name, op, (NEW, *extra), MADE, program="escape", host_onl
     # only the host's secfilt shares a pid namespace with its tracer
     ("SIGKILL to the tracer from inside", "kill_tracer", (), True),
 ))
-
-
-@pytest.fixture
-def in_container(runtime, make_bundle) -> Callable[[Tree], ContainerRunner]:
-    return lambda tree: ContainerRunner(tree, runtime, make_bundle)
-
-
-def runner_for(mode: str, tree: Tree, request) -> HostRunner | ContainerRunner:
-    return HostRunner(tree) if mode == "secfilt" else request.getfixturevalue("in_container")(tree)
-
-
-MODES = ["secfilt", "container"]
 
 
 @pytest.mark.parametrize("mode", MODES)

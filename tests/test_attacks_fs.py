@@ -17,7 +17,7 @@ from attacks.cases import (
     enforced,
     prepared,
 )
-from attacks.harness import ContainerRunner, HostRunner, Tree
+from attacks.harness import MODES, ContainerRunner, HostRunner, Tree, runner_for
 
 from conftest import needs_root
 
@@ -52,11 +52,10 @@ def test_container_tree_is_writable_without_policy(tmp_path: Path, in_container)
 
 
 @pytest.mark.parametrize("case", ALLOWED_CONTROLS, ids=lambda c: c.name)
-@pytest.mark.parametrize("mode", ["secfilt", "container"])
+@pytest.mark.parametrize("mode", MODES)
 def test_allowed_writes_still_work(tmp_path: Path, case: FsCase, mode: str, request) -> None:
     """A policy that breaks every write would pass every attack: the allowed side must work."""
     tree = prepared(tmp_path, case)
-    runner = (HostRunner(tree) if mode == "secfilt"
-              else request.getfixturevalue("in_container")(tree))
+    runner = runner_for(mode, tree, request)
     out = runner.run(case.program, *case.argv(runner.path), policy=runner.write_policy())
     assert out.claimed and case.changed(tree), f"an allowed write was refused:\n{out}"

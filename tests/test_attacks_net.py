@@ -15,13 +15,14 @@ from attacks.harness import (
     ALLOWED_PEER,
     FORBIDDEN_PEER,
     FORBIDDEN_PEER6,
+    MODES,
     NET_POLICY,
     PORT,
-    ContainerRunner,
     HostRunner,
     Peer,
     Tree,
     peer_netns,
+    runner_for,
 )
 
 from conftest import needs_root
@@ -79,17 +80,6 @@ def peer(tmp_path: Path) -> Iterator[Peer]:
         yield p
 
 
-def runner_for(mode: str, peer: Peer, tmp_path: Path, request) -> HostRunner | ContainerRunner:
-    tree = Tree.make(tmp_path)
-    if mode == "secfilt":
-        return HostRunner(tree, peer)
-    return ContainerRunner(tree, request.getfixturevalue("runtime"),
-                           request.getfixturevalue("make_bundle"), peer)
-
-
-MODES = ["secfilt", "container"]
-
-
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", ATTACKS, ids=lambda c: c.name)
 def test_network_attack(case: NetCase, mode: str, peer: Peer, tmp_path: Path, request) -> None:
@@ -99,7 +89,7 @@ def test_network_attack(case: NetCase, mode: str, peer: Peer, tmp_path: Path, re
     out = host.run(case.program, *case.args, policy=None)
     assert peer.received(case.target), f"the attack does not work without a policy:\n{out}"
     peer.record.write_text("")
-    runner = runner_for(mode, peer, tmp_path, request)
+    runner = runner_for(mode, Tree.make(tmp_path), request, peer)
     out = runner.run(case.program, *case.args, policy=NET_POLICY)
     got = peer.received(case.target)
     assert not got, f"BYPASS ({mode}): {case.name}: the forbidden peer received {got}\n{out}"
@@ -109,7 +99,7 @@ def test_network_attack(case: NetCase, mode: str, peer: Peer, tmp_path: Path, re
 @pytest.mark.parametrize("case", CONTROLS, ids=lambda c: c.name)
 def test_allowed_destination_still_works(case: NetCase, mode: str, peer: Peer, tmp_path: Path,
                                          request) -> None:
-    runner = runner_for(mode, peer, tmp_path, request)
+    runner = runner_for(mode, Tree.make(tmp_path), request, peer)
     out = runner.run(case.program, *case.args, policy=NET_POLICY)
     assert peer.received(case.target), f"an allowed destination was refused:\n{out}"
 
@@ -119,7 +109,7 @@ def test_af_unspec_neither_crashes_nor_passes(mode: str, peer: Peer, tmp_path: P
                                               request) -> None:
     """connect(AF_UNSPEC) carrying a forbidden address's bytes: the call is answered (the
     program reports it, no tracer died under it) and nothing reaches the peer."""
-    runner = runner_for(mode, peer, tmp_path, request)
+    runner = runner_for(mode, Tree.make(tmp_path), request, peer)
     out = runner.run("net", "unspec", FORBIDDEN_PEER, str(PORT), policy=NET_POLICY)
     assert "connect(AF_UNSPEC):" in out.stdout and out.returncode == 1, str(out)
     assert not peer.received(FORBIDDEN_PEER), str(out)

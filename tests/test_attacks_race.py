@@ -18,6 +18,7 @@ from attacks.harness import (
     ALLOWED_PEER,
     CONTAINER_BIN,
     FORBIDDEN_PEER,
+    MODES,
     NET_POLICY,
     PORT,
     ContainerRunner,
@@ -25,6 +26,7 @@ from attacks.harness import (
     Peer,
     Tree,
     peer_netns,
+    runner_for,
 )
 
 from conftest import needs_root
@@ -32,7 +34,6 @@ from conftest import needs_root
 pytestmark = [needs_root, pytest.mark.race]
 
 RACE_SECONDS = os.environ.get("SECFILT_RACE_SECONDS", "2")
-MODES = ["secfilt", "container"]
 
 
 def race_args(kind: str, path) -> list[str]:
@@ -57,13 +58,6 @@ def make_tree(tmp_path: Path) -> Tree:
     tree = Tree.make(tmp_path)
     (tree / "allowed/sub").mkdir()
     return tree
-
-
-def runner_for(mode: str, tree: Tree, request) -> HostRunner | ContainerRunner:
-    if mode == "secfilt":
-        return HostRunner(tree)
-    return ContainerRunner(tree, request.getfixturevalue("runtime"),
-                           request.getfixturevalue("make_bundle"))
 
 
 # chmod (metadata: no Landlock right) is stopped by the read-only mounts, the container's and

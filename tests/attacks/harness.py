@@ -272,6 +272,20 @@ def host_pid_of(token: str, timeout: float = 10) -> int:
     raise HarnessError(f"no process with {token} in its argv")
 
 
+# every attack runs under secfilt on the host and in a container of secfilt-runtime
+MODES = ["secfilt", "container"]
+
+
+def runner_for(mode: str, tree: Tree, request, peer: Peer | None = None
+               ) -> HostRunner | ContainerRunner:
+    """The runner of a test's mode (MODES). A container takes the test's `runtime` and
+    `make_bundle` fixtures through pytest's `request`, so host-only runs never build them."""
+    if mode == "secfilt":
+        return HostRunner(tree, peer)
+    return ContainerRunner(tree, request.getfixturevalue("runtime"),
+                           request.getfixturevalue("make_bundle"), peer)
+
+
 def tracer_of(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("TracerPid:"):
