@@ -24,6 +24,21 @@ RUNTIMES = ("secfilt-runtime", "runc")
 IMAGE = "localhost/secfilt-test-busybox:latest"
 # Podman's default limits exceed the hard limits this machine's root can set.
 ULIMITS = '["nofile=20000:20000", "nproc=32768:32768"]'
+READ_ONLY = ["--annotation", "org.secfilter.read-only=true"]
+# A shell that exits 42 on SIGTERM: a pid 1 only receives the signals it has a handler for.
+TRAP_LOOP = ["sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.1; done"]
+
+
+def engine_marks(*programs: str) -> list:
+    """An engine test module's pytestmark: root, e2e, engines, and skipped unless every one
+    of `programs` is installed."""
+    import pytest
+
+    from conftest import needs_root
+
+    missing = [p for p in programs if shutil.which(p) is None]
+    return [needs_root, pytest.mark.e2e, pytest.mark.engines,
+            pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")]
 
 
 def runtime_path(name: str) -> str:

@@ -19,26 +19,22 @@ from pathlib import Path
 import pytest
 from engine_harness import (
     IMAGE,
+    READ_ONLY,
     RUNTIMES,
+    TRAP_LOOP,
     Containerd,
     PodmanStore,
     busybox_tar,
+    engine_marks,
     mounts_under,
     oci_archive,
     repo_file,
     runtime_path,
 )
 
-from conftest import Result, needs_root
+from conftest import Result
 
-pytestmark = [
-    needs_root, pytest.mark.e2e, pytest.mark.engines,
-    pytest.mark.skipif(not all(shutil.which(b) for b in ("containerd", "ctr", "podman")),
-                       reason="containerd, ctr and podman are needed"),
-]
-
-READ_ONLY = ["--annotation", "org.secfilter.read-only=true"]
-TRAP_LOOP = ["sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.1; done"]
+pytestmark = engine_marks("containerd", "ctr", "podman")
 
 
 @pytest.fixture(scope="module")

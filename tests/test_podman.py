@@ -8,18 +8,20 @@ libpod cgroup or mount is left."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from engine_harness import (
     IMAGE,
+    READ_ONLY,
     RUNTIMES,
+    TRAP_LOOP,
     ULIMITS,
     Podman,
     PodmanStore,
     busybox_tar,
+    engine_marks,
     mounts_under,
     repo_file,
     run,
@@ -27,16 +29,7 @@ from engine_harness import (
     runtime_path,
 )
 
-from conftest import needs_root
-
-pytestmark = [
-    needs_root, pytest.mark.e2e, pytest.mark.engines,
-    pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed"),
-]
-
-READ_ONLY = ["--annotation", "org.secfilter.read-only=true"]
-# A shell that exits 42 on SIGTERM: a pid 1 only receives the signals it has a handler for.
-TRAP_LOOP = ["sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.1; done"]
+pytestmark = engine_marks("podman")
 
 
 @pytest.fixture(scope="module")

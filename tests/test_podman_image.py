@@ -16,14 +16,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engine_harness import PodmanStore, mounts_under, run, runtime_list, runtime_path, short_id
+from engine_harness import (
+    PodmanStore,
+    engine_marks,
+    mounts_under,
+    run,
+    runtime_list,
+    runtime_path,
+    short_id,
+)
 
-from conftest import REPO, needs_root
+from conftest import REPO
 
-pytestmark = [
-    needs_root, pytest.mark.e2e, pytest.mark.engines,
-    pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed"),
-]
+pytestmark = engine_marks("podman")
 
 BASE = "localhost/secfilt-test-python:latest"
 INSTALLER = "localhost/secfilt-test-installer:latest"
