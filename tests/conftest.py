@@ -110,8 +110,9 @@ def _mount_points() -> set[str]:
 
 
 def assert_nothing_left(state_root: Path, before_mounts: set[str]) -> None:
-    # the compiled-filter cache is meant to outlive containers
-    entries = [p for p in state_root.iterdir() if p.name != "seccomp-cache"] \
+    # the compiled-filter and config-verdict caches are meant to outlive containers
+    entries = [p for p in state_root.iterdir()
+               if p.name not in ("seccomp-cache", "validation-cache")] \
         if state_root.exists() else []
     assert entries == [], f"state entries left behind: {entries}"
     leaked = _mount_points() - before_mounts

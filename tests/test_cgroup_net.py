@@ -241,3 +241,18 @@ def test_kernel_no_outbound_network_and_ports(cgroup2: Path) -> None:
     cgroup_net.attach(str(cgroup2), Policy(no_outbound_network=True, ports=(4001,)))
     got = probe(cgroup2)
     assert set(got.values()) == {"EPERM"}, got  # port 4000 is not allowed, loopback or not
+
+
+@needs_root
+def test_secfilt_gives_its_command_a_cgroup_and_removes_it() -> None:
+    base = Path(cgroup_net.own_cgroup2_dir() or "/nonexistent")
+    before = set(base.glob("secfilt-*"))
+    # a background child too: secfilt waits for every traced process, then removes the cgroup
+    script = "cat /proc/self/cgroup; (sleep 1 >/dev/null 2>&1 &); echo up"
+    p = subprocess.run([sys.executable, "-m", "secfilt_runtime.secfilt_cli",
+                        "--no-outbound-network", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "up" in p.stdout, p
+    # rooted at its own cgroup: the host's hierarchy above it is out of its view
+    assert "0::/\n" in p.stdout, p.stdout
+    assert set(base.glob("secfilt-*")) == before, "secfilt left its cgroup behind"

@@ -428,18 +428,37 @@ def _update(store: StateStore, p: Parsed) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        sys.exit(dispatch(sys.argv[1:] if argv is None else argv))
+        code = dispatch(sys.argv[1:] if argv is None else argv)
     except UsageError as e:
         log.fatal(str(e))
-        sys.exit(2)
+        code = 2
     except SecfiltError as e:
         log.fatal(str(e))
-        sys.exit(1)
+        code = 1
     except OSError as e:  # the state directory or the log could not be written
         log.fatal(f"{e.filename or 'I/O'}: {e.strerror or e}")
-        sys.exit(1)
+        code = 1
     except KeyboardInterrupt:
-        sys.exit(128 + 2)
+        code = 128 + 2
+    leave(code)
+
+
+def leave(code: int) -> None:
+    """Exit without the interpreter's teardown, which frees every module one by one: ~30 ms
+    of a `run` here, a third of `state`'s own work. Nothing of ours needs it: containers,
+    cgroups and state are settled before this point, the log is written unbuffered, and our
+    threads are daemons. Should stdout not flush (a closed pipe) or a non-daemon thread live,
+    the ordinary exit reports and waits as it always did."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    threading = sys.modules.get("threading")
+    if threading is not None and any(not t.daemon for t in threading.enumerate()
+                                     if t is not threading.main_thread()):
+        sys.exit(code)
+    os._exit(code)
 
 
 def _check(fmt: str) -> int:

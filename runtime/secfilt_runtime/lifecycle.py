@@ -14,21 +14,24 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from . import hooks as hooks_mod
+# `run` is timed against runc: modules only some containers need (hooks, terminal, policy
+# parsing, the tracer) are imported where they are used, not here
 from . import schema, seccomp
 from . import spec as spec_mod
-from .console import Console
 from .container import namespaces, process, system
 from .container.cgroups import UNIFIED, Cgroup
 from .container.init import stage1_main
 from .errors import ConfigError, ContainerError
 from .log import log
-from .policy import parse as policy_parse
 from .policy.model import Policy
 from .spec import Process, Spec
 from .state import SHORT_SOCKET_DIR, START_SOCKET, State, StateStore, proc_start_time
 from .sync import Channel, ChildVanished
+
+if TYPE_CHECKING:
+    from .console import Console
 from .waitstatus import exit_code
 
 # Every signal the runtime forwards or waits for. SIGKILL and SIGSTOP cannot be caught.
@@ -48,10 +51,16 @@ class Prepared:
 def prepare(bundle: str, root: str) -> Prepared:
     """Load and check the bundle, parse the policy, compile the filters: every refusal
     happens here, before the state entry, cgroup or any process exists."""
-    spec = spec_mod.load_bundle(bundle)
+    from .validcache import DIR_NAME
+
+    spec = spec_mod.load_bundle(bundle, validation_cache=os.path.join(root, DIR_NAME))
     plan = check_bundle(spec)
-    policy = policy_parse.from_annotations(spec.annotations, spec.root.path,
-                                           mounts=spec.mounts)
+    policy = None
+    if any(k.startswith(schema.SECFILTER_PREFIX) for k in spec.annotations):
+        from .policy import parse as policy_parse  # None without such a key: skip the import
+
+        policy = policy_parse.from_annotations(spec.annotations, spec.root.path,
+                                               mounts=spec.mounts)
     filters = seccomp.prepare(spec.linux.seccomp, policy,
                               cache_dir=os.path.join(root, "seccomp-cache"))
     return Prepared(spec, plan, policy, filters)
@@ -112,7 +121,10 @@ def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
 def refuse_what_is_not_applied(spec: Spec, proc: Process) -> None:
     """Settings the runtime cannot honour yet are refused, never skipped: a container run
     without its hooks or its confinement would be weaker than the config says."""
-    hooks_mod.parse(spec.hooks)
+    if spec.hooks:
+        from . import hooks as hooks_mod
+
+        hooks_mod.parse(spec.hooks)
     for field, value in (("process.apparmorProfile", proc.apparmor_profile),
                          ("process.selinuxLabel", proc.selinux_label),
                          ("linux.mountLabel", spec.linux.mount_label)):
@@ -191,6 +203,8 @@ def launch(
     console = None
     try:
         if spec.process is not None and spec.process.terminal:
+            from .console import Console
+
             console = Console(ours.expect("pty", "the container init")["fds"][0])
             cleanup.callback(console.close)
         ours.expect("ready", "the container init")
@@ -363,6 +377,10 @@ def _kill_if_alive(pid: int, start_time: int) -> None:
 def run_create_hooks(launched: Launched, spec: Spec) -> None:
     """prestart and createRuntime in the runtime's namespaces, createContainer in the
     container's (executable resolved in ours first), all with the state "creating"."""
+    if not spec.hooks:
+        return
+    from . import hooks as hooks_mod
+
     state = {**launched.state.to_oci(), "status": "creating", "pid": launched.state.pid}
     for phase in ("prestart", "createRuntime"):
         hooks_mod.run_phase(phase, spec.hooks, state)
@@ -466,23 +484,31 @@ def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) 
             if spec.hooks.get("startContainer"):
                 run_start_hooks(launched.state)
             start(launched, store)
-            hooks_mod.run_phase("poststart", spec.hooks, launched.state.to_oci(),
-                                warn=log.warning)
+            if spec.hooks.get("poststart"):
+                from . import hooks as hooks_mod
+
+                hooks_mod.run_phase("poststart", spec.hooks, launched.state.to_oci(),
+                                    warn=log.warning)
             if launched.console is not None:
                 launched.console.start()
             code = wait_forwarding_signals(launched.init, launched.console)
             log.debug(f"{container_id}: init exited, status {code}")
-            stopped = {**launched.state.to_oci(), "status": "stopped"}
+            stopped = ({**launched.state.to_oci(), "status": "stopped"}
+                       if spec.hooks.get("poststop") else {})
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     # after the container is deleted, as the spec orders
-    hooks_mod.run_phase("poststop", spec.hooks, stopped, warn=log.warning)
+    if spec.hooks.get("poststop"):
+        from . import hooks as hooks_mod
+
+        hooks_mod.run_phase("poststop", spec.hooks, stopped, warn=log.warning)
     return code
 
 
 def run_start_hooks(state: State) -> None:
     """startContainer: in the container's namespaces, path resolved there, before the
     process executes."""
+    from . import hooks as hooks_mod
     from . import nsjoin
 
     joins = nsjoin.open_for(state.pid, state.init_start_time)

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import errno
 import functools
-import ipaddress
 import json
 import re
 from collections.abc import Iterable, Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    import ipaddress
+
     from jsonschema.exceptions import ValidationError
 
     from .spec import Process, Spec
@@ -54,6 +54,8 @@ PathPart = str | int
 
 def load_schema(name: str) -> dict[str, Any]:
     """One of SCHEMA_FILES, parsed. Read as package data so a non-editable install works too."""
+    from importlib import resources  # ~10 ms of imports: only when validating for real
+
     text = (resources.files(__package__) / "schemas" / name).read_text(encoding="utf-8")
     return json.loads(text)
 
@@ -189,12 +191,27 @@ def _check(name: str, doc: Any, source: str, prefix: Sequence[PathPart] = ()) ->
 # --- public API ----------------------------------------------------------------------------
 
 
-def validate_config(doc: Any, source: str) -> None:
-    """Check a parsed config.json; raise ConfigError `<source>: <path>: <problem>` if invalid."""
-    _check("config.schema.json", doc, source)
+def validate_config(doc: Any, source: str, *, text: bytes | None = None,
+                    cache_dir: str | None = None) -> None:
+    """Check a parsed config.json; raise ConfigError `<source>: <path>: <problem>` if invalid.
+
+    With `text` (the bytes `doc` was parsed from) and `cache_dir`, a schema verdict already
+    recorded for these exact bytes stands in for the schema check (validcache): a config run
+    again does not import jsonschema. The checks of config_problem run every time.
+    """
+    from . import validcache
+
+    cache_key = None
+    if text is not None and cache_dir is not None:
+        cache_key = validcache.key(text, SCHEMA_FILES)
+    known = cache_key is not None and validcache.known_valid(cache_dir, cache_key)  # type: ignore
+    if not known:
+        _check("config.schema.json", doc, source)
     problem = config_problem(doc)
     if problem is not None:
         raise _fail(source, *problem)
+    if cache_key is not None and not known:
+        validcache.remember(cache_dir, cache_key)  # type: ignore[arg-type]
 
 
 def validate_state(doc: Any, source: str = "state.json") -> None:
@@ -299,6 +316,8 @@ def _annotations_problem(annotations: dict[str, Any]) -> Problem | None:
     value = annotations.get(NETMASK_KEY)
     if not isinstance(value, str):
         return None
+    import ipaddress  # ~3 ms: only configs with a netmask need it
+
     for item in value.split(","):
         try:
             ipaddress.ip_network(item.strip(), strict=False)
@@ -312,4 +331,6 @@ def parse_netmasks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Ne
 
     Host bits are dropped (10.1.2.3/8 means 10.0.0.0/8): the key names a mask to apply.
     """
+    import ipaddress
+
     return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in value.split(","))

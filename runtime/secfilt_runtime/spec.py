@@ -135,8 +135,11 @@ class Spec:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
-def load_bundle(bundle: str) -> Spec:
-    """Read, validate and parse `<bundle>/config.json`. Raises ConfigError naming the problem."""
+def load_bundle(bundle: str, validation_cache: str | None = None) -> Spec:
+    """Read, validate and parse `<bundle>/config.json`. Raises ConfigError naming the problem.
+
+    `validation_cache`: a directory of verdicts (validcache) that spares a config.json already
+    found valid the import of jsonschema."""
     bundle = os.path.abspath(bundle)
     path = os.path.join(bundle, "config.json")
     try:
@@ -157,7 +160,7 @@ def load_bundle(bundle: str) -> Spec:
 
     from . import schema  # jsonschema is heavy: only the create/run path pays for it
 
-    schema.validate_config(doc, source=path)
+    schema.validate_config(doc, source=path, text=text, cache_dir=validation_cache)
     return parse(doc, bundle)
 
 
