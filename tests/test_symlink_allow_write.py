@@ -10,8 +10,6 @@ child, so nothing reaches the test process), then the whole container, judged fr
 from __future__ import annotations
 
 import errno
-import json
-import os
 from pathlib import Path
 
 import pytest
@@ -36,15 +34,6 @@ def linked_tree(base: Path) -> Path:
     return tree
 
 
-def attempt(path: Path) -> int:
-    try:
-        with open(path, "w") as f:
-            f.write("changed\n")
-    except OSError as e:
-        return e.errno or -1
-    return 0
-
-
 @pytest.mark.skipif(landlock.abi() < 3, reason="needs Landlock ABI 3 or later")
 def test_landlock_grants_nothing_through_a_linked_allow_write(tmp_path: Path) -> None:
     tree = linked_tree(tmp_path)
@@ -61,41 +50,26 @@ def test_landlock_grants_nothing_through_a_linked_allow_write(tmp_path: Path) ->
 
 
 def _in_private_mounts(tree: Path, allow_write: tuple[str, ...]) -> dict[str, int]:
-    """Fork; the child takes a private copy of the mount table with a tmpfs holding `tree`'s
-    layout, freezes it as the init does, tries the writes and reports their errnos. The
-    mounts go with the child's namespace."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            kernel.unshare(kernel.CLONE_NEWNS)
-            kernel.mount("none", "/", None, kernel.MS_REC | kernel.MS_PRIVATE, None)
-            kernel.mount("tmpfs", str(tree), "tmpfs", 0, "mode=755")
-            (tree / "forbidden").mkdir()
-            (tree / "forbidden" / "victim").write_text("victim\n")
-            (tree / "allowed").mkdir()
-            (tree / "link").symlink_to("forbidden")
-            result: dict[str, int] = {}
-            try:
-                rootfs.freeze_for_policy(allow_write)
-            except Exception as e:  # noqa: BLE001 - reported to the test
-                result["freeze"] = -1
-                result["error"] = str(e)  # type: ignore[assignment]
-            else:
-                result["freeze"] = 0
-                result["through-link"] = attempt(tree / "link" / "new")
-                result["target"] = attempt(tree / "forbidden" / "victim")
-                result["allowed"] = attempt(tree / "allowed" / "new")
-            os.write(w, json.dumps(result).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    assert data, "the child failed before reporting"
-    return json.loads(data)
+    """In a forked child (test_landlock's, with an empty policy: no Landlock domain): a
+    private copy of the mount table with a tmpfs holding `tree`'s layout, frozen as the init
+    freezes its mounts, then the writes. The mounts go with the child's namespace."""
+
+    def layout() -> None:
+        (tree / "forbidden").mkdir()
+        (tree / "forbidden" / "victim").write_text("victim\n")
+        (tree / "allowed").mkdir()
+        (tree / "link").symlink_to("forbidden")
+
+    return in_restricted_child(Policy(), {
+        "unshare": lambda: kernel.unshare(kernel.CLONE_NEWNS),
+        "private": lambda: kernel.mount("none", "/", None, kernel.MS_REC | kernel.MS_PRIVATE),
+        "tmpfs": lambda: kernel.mount("tmpfs", str(tree), "tmpfs", 0, "mode=755"),
+        "layout": layout,
+        "freeze": lambda: rootfs.freeze_for_policy(allow_write),
+        "through-link": lambda: write(tree / "link" / "new"),
+        "target": lambda: write(tree / "forbidden" / "victim"),
+        "allowed": lambda: write(tree / "allowed" / "new"),
+    })
 
 
 @needs_root
@@ -104,7 +78,7 @@ def test_read_only_mounts_clone_nothing_writable_through_a_link(tmp_path: Path) 
     tree = tmp_path / "frozen"
     tree.mkdir()
     got = _in_private_mounts(tree, (str(tree / "link"), str(tree / "allowed")))
-    assert got["freeze"] == 0, got
+    assert (got["unshare"], got["private"], got["tmpfs"], got["freeze"]) == (0, 0, 0, 0), got
     assert got["allowed"] == 0  # the control: a real directory gets its writable clone
     assert got["through-link"] == errno.EROFS and got["target"] == errno.EROFS, got
     assert Path("/proc/self/mountinfo").read_text() == before  # nothing reached the host
