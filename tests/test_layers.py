@@ -66,8 +66,17 @@ def test_landlock_abi_7_closes_the_path_races_it_covers() -> None:
     # what Landlock has no right for: the container's read-only mounts, else the racy tracer
     container = row(rows, "chmod, chown, utimes, chattr, xattrs in a container")
     assert container.layers == (MOUNTS, TRACER) and container.race_free, container
+    # secfilt: the same mounts in its own namespace where this user can have one, else racy
     host = row(rows, "chmod, chown, utimes, chattr, xattrs under secfilt")
     assert host.layers == (TRACER,) and not host.race_free, host
+    for how in ("mount namespace", "user and mount namespace"):
+        host = row(enforcement_layers(7, secfilt_mounts=how), "chmod, chown, utimes, chattr, "
+                   "xattrs under secfilt")
+        assert host.layers == (MOUNTS, TRACER) and host.race_free, host
+        # without Landlock's ptrace scoping other processes' /proc/PID/root reach the host
+        host = row(enforcement_layers(0, secfilt_mounts=how), "chmod, chown, utimes, chattr, "
+                   "xattrs under secfilt")
+        assert host.layers == (TRACER,) and not host.race_free, host
 
 
 @pytest.mark.parametrize("abi", range(0, 8))
@@ -126,8 +135,12 @@ def test_check_command_reports_this_machine() -> None:
                          env={"PYTHONPATH": str(REPO / "runtime"), "PATH": "/usr/bin:/bin"})
     doc = json.loads(out.stdout)
     assert doc["landlockABI"] == landlock.abi()
-    assert doc["rules"] == [r.to_dict() for r in enforcement_layers(landlock.abi(),
-                                                                     doc["cgroupBPF"])]
+    assert doc["rules"] == [r.to_dict() for r in enforcement_layers(
+        landlock.abi(), doc["cgroupBPF"], doc["secfiltMounts"]["caller"])]
+    # root gets a mount namespace; nobody a user namespace on this project's kernel
+    if os.geteuid() == 0:
+        assert doc["secfiltMounts"] == {"caller": "mount namespace",
+                                        "otherUsers": "user and mount namespace"}
     # root on a kernel with cgroup BPF and a cgroup2 mount (this project's CI)
     assert doc["cgroupBPF"] == (os.geteuid() == 0 and os.path.isdir("/sys/fs/cgroup/unified"))
     bad = subprocess.run([sys.executable, "-m", "secfilt_runtime", "check", "--format", "xml"],

@@ -661,3 +661,151 @@ def _no_stray_files() -> Iterator[None]:
     yield
     assert not Path("/etc/secfilt-nope").exists()
 
+
+
+# --- the read-only mounts (policy.mounts): the kernel layer for chmod, chown, utimes, xattrs --
+
+VIEW = textwrap.dedent(r'''
+    import json, os, sys
+    def ro(path):
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(),
+                      "ns": os.readlink("/proc/self/ns/mnt"), "root_ro": ro("/"),
+                      "cwd_ro": ro("."), "proc_ro": ro("/proc"),
+                      "caps": [l.split()[1] for l in open("/proc/self/status")
+                               if l.startswith(("CapEff", "CapPrm", "CapBnd", "CapAmb"))],
+                      "passwd": len(open("/etc/passwd").read()) > 0}), flush=True)
+    sys.stdin.readline()  # the test looks at the host's mounts meanwhile
+    open("made-in-cwd", "w").close()
+''')
+
+
+# Stands for the host: a mount namespace of the test's own whose "/" is shared, so that a mount
+# secfilt's command made in a namespace still linked to it would show up here. Runs secfilt
+# (argv[2:]) in work/shared/allowed (a tmpfs), compares its own mount table before, while the
+# command runs, and after, and prints what the command saw with the comparison.
+HOST = textwrap.dedent(r'''
+    import json, os, subprocess, sys
+    from secfilt_runtime import kernel
+    kernel.unshare(kernel.CLONE_NEWNS)
+    kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_SHARED)
+    shared = os.path.join(sys.argv[1], "shared")
+    os.mkdir(shared)
+    kernel.mount("tmpfs", shared, "tmpfs", 0, "mode=0777")
+    allowed = os.path.join(shared, "allowed")
+    os.mkdir(allowed)
+    os.chown(allowed, int(sys.argv[2]), int(sys.argv[2]))
+    def mounts():
+        with open("/proc/self/mountinfo") as f:  # point, options, propagation
+            return sorted((ln.split()[4], ln.split()[5],
+                           " ".join(ln.split(" - ")[0].split()[6:])) for ln in f)
+    before = mounts()
+    p = subprocess.Popen(sys.argv[3:], cwd=allowed, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    view = json.loads(p.stdout.readline() or "null")
+    during = mounts()
+    p.communicate("go\n", timeout=30)
+    print(json.dumps({"view": view, "code": p.returncode, "ns": os.readlink("/proc/self/ns/mnt"),
+                      "same_during": during == before, "same_after": mounts() == before,
+                      "made": os.path.exists(os.path.join(allowed, "made-in-cwd")),
+                      "allowed": allowed, "leaked": sorted(set(during) - set(before))}))
+''')
+
+
+def test_read_only_mounts_stay_inside_and_the_host_is_unchanged(secfilt: Secfilt,
+                                                                work: Path) -> None:
+    user = secfilt.user  # type: ignore[attr-defined]
+    for name, text in (("view.py", VIEW), ("host.py", HOST)):
+        (work / name).write_text(text)
+        (work / name).chmod(0o644)
+    uid = 0 if user.name == "root" else NOBODY
+    argv = [sys.executable, str(work / "host.py"), str(work), str(uid), *user.prefix,
+            user.python, "-m", "secfilt_runtime.secfilt_cli",
+            f"--allow-write={work}/shared/allowed",
+            user.python, str(work / "view.py")]
+    p = subprocess.run(argv, env=user.env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    view = got["view"]
+    assert got["code"] == 0 and view, p.stderr
+    assert got["same_during"] and got["same_after"], f"mounts reached the host: {got['leaked']}"
+    assert view["ns"] != got["ns"]
+    assert (view["uid"], view["gid"]) == (uid, uid)
+    # same cwd, and it is the writable clone (the file was made there by a relative name)
+    assert view["cwd"] == got["allowed"] and not view["cwd_ro"] and got["made"]
+    assert view["root_ro"] and not view["proc_ro"] and view["passwd"]
+    if user.name == "nobody":  # the user namespace's capabilities are gone before the command
+        assert view["caps"] == ["0000000000000000"] * 4, view
+
+
+def test_metadata_race_is_stopped_by_the_mounts(secfilt: Secfilt, work: Path) -> None:
+    """A thread flips chmod's path between an allowed and a forbidden file: the tracer's
+    check alone loses (the baseline shows the race wins without the policy); the read-only
+    mounts refuse the forbidden one in the kernel, as root and, through a user namespace,
+    as nobody."""
+    from attacks.harness import binaries
+
+    user = secfilt.user  # type: ignore[attr-defined]
+    for d in ("allowed", "forbidden"):
+        (work / d).mkdir()
+        (work / d / "f").write_text("")
+        for p in (work / d, work / d / "f"):
+            give(p)
+    own, victim = work / "allowed/f", work / "forbidden/f"
+    attack = [str(binaries() / "race"), "chmod", "2", str(own), str(victim)]
+
+    def mode(p: Path) -> int:
+        return p.stat().st_mode & 0o777
+
+    for p in (own, victim):
+        p.chmod(0o644)
+    base = subprocess.run([*user.prefix, *attack], cwd=work, env=user.env,
+                          capture_output=True, text=True, timeout=60)
+    assert mode(victim) == 0o600, f"the race does not work without a policy: {base}"
+    for p in (own, victim):
+        p.chmod(0o644)
+    d = secfilt(f"--allow-write={work}/allowed", *attack)
+    assert mode(victim) == 0o644, f"BYPASS as {user.name}: {d}"
+    assert mode(own) == 0o600, f"the allowed side must still work: {d}"
+
+
+LEAVE = textwrap.dedent(r'''
+    import ctypes, errno, json, os, sys
+    libc = ctypes.CDLL(None, use_errno=True)
+    host = int(sys.argv[1])
+    got = {}
+    def attempt(name, call):
+        try:
+            r = call()
+            got[name] = 0 if r in (0, None) or r > 0 else errno.errorcode[ctypes.get_errno()]
+        except OSError as e:
+            got[name] = errno.errorcode[e.errno]
+    attempt("setns", lambda: libc.setns(os.pidfd_open(host), 0x00020000))
+    attempt("proc_root", lambda: os.stat(f"/proc/{host}/root/"))
+    attempt("proc_ns", lambda: os.open(f"/proc/{host}/ns/mnt", os.O_RDONLY))
+    # mount_setattr("/", clear MOUNT_ATTR_RDONLY): attr_set, attr_clr, propagation, userns_fd
+    attr = (ctypes.c_uint64 * 4)(0, 1, 0, 0)
+    attempt("remount_rw", lambda: libc.syscall(442, -100, b"/", 0x8000, attr, 32))
+    got["root_ro"] = bool(os.statvfs("/").f_flag & os.ST_RDONLY)
+    print(json.dumps(got))
+''')
+
+
+def test_the_read_only_mounts_cannot_be_left(secfilt: Secfilt, work: Path) -> None:
+    """The host's writable mounts are one setns or one /proc/PID/root away for a process of the
+    same user outside the sandbox: Landlock's ptrace scoping refuses both (even to root, whose
+    CAP_SYS_ADMIN would otherwise let setns through), and the mount family is refused."""
+    user = secfilt.user  # type: ignore[attr-defined]
+    (work / "allowed").mkdir()
+    script = work / "leave.py"
+    script.write_text(LEAVE)
+    script.chmod(0o644)
+    outside = subprocess.Popen([*user.prefix, "sleep", "60"])
+    try:
+        d = secfilt(f"--allow-write={work}/allowed", user.python, str(script), str(outside.pid))
+    finally:
+        outside.kill()
+        outside.wait()
+    got = json.loads(d.out.splitlines()[-1]) if d.code == 0 else d
+    assert got == {"setns": "EPERM", "proc_root": "EACCES", "proc_ns": "EACCES",
+                   "remount_rw": "EPERM", "root_ro": True}, got

@@ -463,18 +463,25 @@ def leave(code: int) -> None:
 
 def _check(fmt: str) -> int:
     """Which layer enforces each policy rule on this machine (its Landlock ABI)."""
-    from .policy import cgroup_net, landlock, layers
+    from .policy import cgroup_net, landlock, layers, mounts
 
     abi = landlock.abi()
     cgroup_bpf = cgroup_net.own_cgroup2_dir() is not None and cgroup_net.available()
-    rows = layers.enforcement_layers(abi, cgroup_bpf)
+    # secfilt's read-only mounts, set up for real in a throw-away child (as nobody too, for root)
+    secfilt_mounts = mounts.available()
+    rows = layers.enforcement_layers(abi, cgroup_bpf, secfilt_mounts.caller)
     if fmt == "json":
         doc = {"landlockABI": abi, "cgroupBPF": cgroup_bpf,
+               "secfiltMounts": {"caller": secfilt_mounts.caller,
+                                 "otherUsers": secfilt_mounts.other_users},
                "rules": [r.to_dict() for r in rows]}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     elif fmt == "table":
         sys.stdout.write(f"Landlock ABI: {abi or 'none'}; cgroup BPF: "
-                         f"{'yes' if cgroup_bpf else 'no'}\n{layers.format_table(rows)}\n")
+                         f"{'yes' if cgroup_bpf else 'no'}; secfilt's read-only mounts: "
+                         f"{secfilt_mounts.caller or 'none'} (other users: "
+                         f"{secfilt_mounts.other_users or 'none'})\n"
+                         f"{layers.format_table(rows)}\n")
     else:
         raise UsageError(f"--format: {fmt!r} is not table or json")
     return 0

@@ -5,7 +5,8 @@ The layers, strongest first:
 - "kernel": the kernel itself, with nothing of ours in the path (PTRACE_O_EXITKILL, a
   SECCOMP_RET_TRACE without a tracer failing with ENOSYS);
 - "Landlock": the kernel checks the inode the call really uses: no race;
-- "read-only mounts": in a container, every mount is read-only except the allow-write
+- "read-only mounts": in a container, and under secfilt in a mount namespace of its own (root,
+  or a user namespace: policy.mounts), every mount is read-only except the allow-write
   paths: the kernel refuses any change there, metadata included, with no race;
 - "BPF": the seccomp filter decides on integer arguments (syscall number, flags, family):
   no race, because registers cannot change under it;
@@ -31,7 +32,8 @@ KERNEL, LANDLOCK, BPF, TRACER, NOTHING = "kernel", "Landlock", "BPF", "tracer", 
 # eBPF programs on the sandbox's cgroup (policy.cgroup_net): the kernel judges the address it
 # uses; containers, and secfilt when its caller may attach them (root)
 CGROUP_BPF = "cgroup BPF"
-# a container's mounts made read-only (allow-write bound writable on top): containers only
+# every mount read-only, allow-write cloned writable on top (policy.mounts): containers, and
+# secfilt where its caller can have a mount namespace
 MOUNTS = "read-only mounts"
 RACE_FREE_LAYERS = frozenset({KERNEL, LANDLOCK, BPF, MOUNTS, CGROUP_BPF})
 
@@ -85,10 +87,23 @@ def _bpf_if(*calls: str | tuple[str, int],
     return (BPF,) if all(wanted <= _filtered(p) for p in policies) else (NOTHING,)
 
 
-def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False) -> list[LayerRow]:
+def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False,
+                       secfilt_mounts: str | None = None) -> list[LayerRow]:
     """The table for a kernel whose Landlock ABI is `landlock_abi` (None or 0: no Landlock),
-    where the caller can (cgroup_bpf) or cannot attach cgroup sock_addr programs."""
+    where the caller can (cgroup_bpf) or cannot attach cgroup sock_addr programs, and gets
+    secfilt's read-only mounts through `secfilt_mounts` (policy.mounts.available(): ROOT,
+    USERNS, or None when this user cannot have them)."""
     abi = landlock_abi or 0
+    # without Landlock's ptrace scoping the process reaches the host's writable mounts through
+    # another process's /proc/PID/root, or (root) setns into its mount namespace
+    host_mounts = (MOUNTS,) if secfilt_mounts and abi else ()
+    host_note = (f"a {secfilt_mounts} of its own, every mount read-only but the allow-write "
+                 "paths" if host_mounts else
+                 "no Landlock: the host's writable mounts stay in reach through other "
+                 "processes' /proc/PID/root; " if secfilt_mounts else
+                 "no mount namespace for this user (unprivileged user namespaces refused): ")
+    if not host_mounts:
+        host_note += "a path rewritten between the check and the call wins"
     cg = (CGROUP_BPF,) if cgroup_bpf else ()
     cg_note = ("; cgroup connect4/6 and sendmsg4/6 programs judge the address the kernel uses"
                if cgroup_bpf else "; no cgroup BPF for this caller (not root, or no cgroup2): "
@@ -119,9 +134,8 @@ def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False) -> li
         LayerRow("allow-write", "chmod, chown, utimes, chattr, xattrs in a container",
                  (MOUNTS, TRACER),
                  "Landlock has no right for metadata; the container's read-only mounts do"),
-        LayerRow("allow-write", "chmod, chown, utimes, chattr, xattrs under secfilt", (TRACER,),
-                 "no mount layer on the host: a path rewritten between the check and the "
-                 "call wins"),
+        LayerRow("allow-write", "chmod, chown, utimes, chattr, xattrs under secfilt",
+                 (*host_mounts, TRACER), host_note),
         LayerRow("read-only", "files the kernel writes on the process's behalf (core dumps)",
                  _landlock(abi, 1) or (NOTHING,),
                  "no system call names the core file; Landlock checks its creation"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass
 from functools import cache
 
@@ -57,9 +58,15 @@ def freeze(allow_write: tuple[str, ...], *, write_source: str, read_only_source:
                 where = kernel.openat2(-100, path, os.O_PATH | os.O_CLOEXEC,
                                        resolve=kernel.RESOLVE_NO_SYMLINKS)
             except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ELOOP):
-                    continue  # nothing (or a link) there: it stays read-only
+                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES):
+                    continue  # nothing, a link, or out of the user's reach: it stays read-only
                 raise _err(write_source, f"open {path}", e) from None
+            if _is_ptmx(where):
+                # the kernel finds a ptmx's devpts as "pts" next to it, which a mount of the
+                # file alone has not (ENOENT on every new pty); a device takes writes on a
+                # read-only mount anyway
+                os.close(where)
+                continue
             try:
                 copy = kernel.open_tree("", kernel.OPEN_TREE_CLONE | kernel.OPEN_TREE_CLOEXEC
                                         | kernel.AT_RECURSIVE | kernel.AT_EMPTY_PATH,
@@ -82,6 +89,14 @@ def freeze(allow_write: tuple[str, ...], *, write_source: str, read_only_source:
         for where, copy in clones:
             os.close(where)
             os.close(copy)
+
+
+PTMX = (5, 2)  # TTYAUX_MAJOR, 2
+
+
+def _is_ptmx(fd: int) -> bool:
+    st = os.fstat(fd)
+    return stat.S_ISCHR(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == PTMX
 
 
 def _has_cap(cap: int) -> bool:
@@ -186,6 +201,8 @@ def _probe(as_uid: int | None) -> str | None:
                 os.setgroups([])
                 os.setresgid(as_uid, as_uid, as_uid)
                 os.setresuid(as_uid, as_uid, as_uid)
+                # a uid change made us undumpable: /proc/self would stay root's, uid_map too
+                kernel.prctl(kernel.PR_SET_DUMPABLE, 1)
             how = private_view((), write_source="probe", read_only_source="probe")
             code = {None: 0, ROOT: 1, USERNS: 2}[how]
         except BaseException:  # noqa: BLE001 - a failed set-up counts as not available
