@@ -41,7 +41,8 @@ HELP = f"""\
 usage: {PROG} [options] command [args...]
 
 Run command under a secfilter policy: seccomp-BPF in the kernel, a ptrace tracer for the calls
-whose paths or addresses matter, Landlock for writes. Stdio and exit status pass through.
+whose paths or addresses matter, Landlock for writes and, under write rules, the host's mounts
+read-only in a mount namespace of the command's own. Stdio and exit status pass through.
 
 options:
   --read-only[=0|1]                   no change to any file system
