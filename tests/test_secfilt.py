@@ -809,3 +809,64 @@ def test_the_read_only_mounts_cannot_be_left(secfilt: Secfilt, work: Path) -> No
     got = json.loads(d.out.splitlines()[-1]) if d.code == 0 else d
     assert got == {"setns": "EPERM", "proc_root": "EACCES", "proc_ns": "EACCES",
                    "remount_rw": "EPERM", "root_ro": True}, got
+
+
+# Runs argv[1:] as nobody in a user namespace (ids 0-65535 mapped to themselves, by root from
+# outside) whose user.max_user_namespaces is 0: a kernel that refuses unprivileged user
+# namespaces, without touching the machine's own setting.
+NO_USERNS = textwrap.dedent(r'''
+    import os, sys
+    from secfilt_runtime import kernel
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        kernel.unshare(kernel.CLONE_NEWUSER)
+        os.read(r, 1)  # mapped
+        with open("/proc/sys/user/max_user_namespaces", "w") as f:
+            f.write("0")
+        os.setgroups([])
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+        os.execvp(sys.argv[1], sys.argv[1:])
+    os.close(r)
+    import time
+    while os.readlink(f"/proc/{pid}/ns/user") == os.readlink("/proc/self/ns/user"):
+        time.sleep(0.01)
+    for name in ("uid_map", "gid_map"):
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write("0 0 65536\n")
+    os.write(w, b"g")
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+''')
+
+
+def test_without_user_namespaces_a_user_keeps_the_tracer_and_check_says_racy(
+        deps: Path, work: Path) -> None:
+    py = shutil.which("python3", path="/usr/bin:/bin")
+    if py is None:
+        pytest.skip("no system python3 for the unprivileged run")
+    script = work / "no_userns.py"
+    script.write_text(NO_USERNS)
+    (work / "allowed").mkdir()
+    give(work / "allowed")
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'runtime'}:{deps}", HOME="/nonexistent",
+               PATH="/usr/local/bin:/usr/bin:/bin")
+    fenced = [sys.executable, str(script), py]
+    check = subprocess.run([*fenced, "-m", "secfilt_runtime", "check", "--format", "json"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    doc = json.loads(check.stdout)
+    assert doc["secfiltMounts"]["caller"] is None, doc["secfiltMounts"]
+    (row,) = [r for r in doc["rules"] if r["covers"].endswith("xattrs under secfilt")]
+    assert row["layers"] == ["tracer"] and not row["race_free"], row
+    # secfilt still runs, tracer-only, and --verbose says so
+    d = subprocess.run([*fenced, "-m", "secfilt_runtime.secfilt_cli", "--verbose",
+                        f"--allow-write={work}/allowed", py, "-c",
+                        "import os; print(os.getuid(), bool(os.statvfs('/').f_flag & 1)); "
+                        "open('new', 'w').close()"],
+                       cwd=work / "allowed", env=env, capture_output=True, text=True, timeout=60)
+    assert d.returncode == 0, d.stderr
+    assert d.stdout == "65534 False\n" and (work / "allowed/new").exists()
+    assert "no user namespace for read-only mounts" in d.stderr, d.stderr
