@@ -74,6 +74,19 @@ def test_dotdot_symlink_and_cwd_tricks(helper: str, tree: Path) -> None:
     assert (tree / "allowed" / "rel-ok").exists() and (tree / "allowed" / "at-ok").exists()
 
 
+def test_a_new_program_is_read_in_its_own_memory(helper: str, tree: Path) -> None:
+    # the tracer keeps each task's /proc/TID/mem open between stops, and that file stays
+    # bound to the address space it was opened on. A vfork child's is its parent's; after
+    # the child's exec, a read through a kept file would find the parent's bytes (an allowed
+    # path) where the new program put a denied one.
+    out = run_traced(policy_for(tree), [helper, "vfork_exec_open_w", f"{tree}/allowed/v",
+                                        f"{tree}/denied/v"])
+    assert out.exit_code == 0
+    assert (tree / "allowed" / "v").exists()  # the child's own call was judged (and allowed)
+    assert out.answer("low_open_w") == EPERM
+    assert not (tree / "denied" / "v").exists()
+
+
 def test_symlink_into_allowed_is_judged_by_target_not_name(helper: str, tree: Path) -> None:
     # a link placed in the allowed tree pointing out; and an unlink of the link itself is fine
     (tree / "allowed" / "to-file").symlink_to(tree / "denied" / "file")

@@ -230,6 +230,24 @@ static int one(int argc, char **argv, int i)
         fflush(stdout);
         return 2;
     }
+    if (!strcmp(op, "vfork_exec_open_w")) {
+        /* a vfork child (the parent's memory) opens a for writing from `low`, then execs this
+           program, which opens b from `low` again: the same address in another address space */
+        strncpy(low, a, sizeof low - 1);
+        pid_t p = vfork();
+        if (p == 0) {
+            char *args[] = {argv[0], "low_open_w", (char *)b, NULL};
+            syscall(SYS_open, low, O_WRONLY | O_CREAT, 0644);
+            execv(argv[0], args);
+            _exit(127);
+        }
+        waitpid(p, NULL, 0);
+        return 3;
+    }
+    if (!strcmp(op, "low_open_w")) {
+        strncpy(low, a, sizeof low - 1);
+        return out(op, open(low, O_WRONLY | O_CREAT, 0644)), 2;
+    }
     if (!strcmp(op, "untraced_clone")) {
         long r = syscall(SYS_clone, CLONE_UNTRACED | SIGCHLD, 0, 0, 0, 0);
         if (r == 0) { mkdir(a, 0755); _exit(0); }

@@ -67,6 +67,71 @@ def test_unreadable_memory_is_efault() -> None:
     assert mem.string(os.getpid(), ctypes.addressof(buf), "path") == b"hello"
 
 
+def _two_pages_second_unmapped() -> tuple[int, int]:
+    """An anonymous mapping of two pages whose second page is unmapped again: (address of
+    the first, page size). The caller unmaps the first."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    page = os.sysconf("SC_PAGE_SIZE")
+    base = libc.mmap(None, 2 * page, 3, 0x22, -1, 0)  # PROT_READ|WRITE, PRIVATE|ANONYMOUS
+    assert base not in (None, ctypes.c_void_p(-1).value)
+    assert libc.munmap(base + page, page) == 0
+    return base, page
+
+
+def test_strings_end_where_the_kernel_would_end_them() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    base, page = _two_pages_second_unmapped()
+    mem = Memory()
+    try:
+        ctypes.memset(base, ord("a"), page)
+        # NUL on the last byte of the mapping: read whole, nothing beyond is needed
+        ctypes.memmove(base + page - 4, b"xyz\0", 4)
+        assert mem.string(os.getpid(), base + page - 4, "path") == b"xyz"
+        # no NUL before the unmapped page: EFAULT, as getname would fail; unless PATH_MAX
+        # bytes came first (the whole page here): then the name is too long
+        ctypes.memset(base + page - 1, ord("a"), 1)
+        for start, err in ((base + page - 10, errno.EFAULT), (base, errno.ENAMETOOLONG)):
+            try:
+                mem.string(os.getpid(), start, "path")
+            except Unreadable as e:
+                assert e.errno == err
+            else:
+                raise AssertionError("read past the mapping")
+    finally:
+        mem.close()
+        libc.munmap(base, page)
+    # a string that crosses a page boundary is read whole; PATH_MAX bytes without a NUL are
+    # ENAMETOOLONG
+    buf = ctypes.create_string_buffer(3 * page)
+    start = (ctypes.addressof(buf) // page + 1) * page - 5
+    ctypes.memmove(start, b"/cross/boundary\0", 16)
+    assert mem.string(os.getpid(), start, "path") == b"/cross/boundary"
+    ctypes.memset(start, ord("b"), 4096)
+    try:
+        mem.string(os.getpid(), start, "path")
+    except Unreadable as e:
+        assert e.errno == errno.ENAMETOOLONG
+    else:
+        raise AssertionError("a string of PATH_MAX bytes")
+    mem.close()
+
+
+def test_memory_files_are_closed_when_a_task_is_forgotten() -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    mem = Memory()
+    data = ctypes.create_string_buffer(b"kept\0")
+    assert mem.string(os.getpid(), ctypes.addressof(data), "path") == b"kept"
+    assert len(os.listdir("/proc/self/fd")) == before + 1
+    mem.forget(os.getpid())
+    assert len(os.listdir("/proc/self/fd")) == before
+    mem.forget(os.getpid())  # twice: nothing left to close
+
+
 def test_log_line_is_one_json_object() -> None:
     d = judge.Decision(False, errno.EPERM, "allow-write", "outside", True, "openat",
                        {"path": "/etc/\udcff", "flags": 65})

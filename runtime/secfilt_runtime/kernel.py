@@ -256,6 +256,28 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
     return _syscall("openat2", dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how))
 
 
+class Openat2:
+    """openat2(2) for a hot loop (the tracer): one open_how reused and the arguments typed
+    once; the generic wrapper above costs about as much again as the syscall. Returns the fd,
+    or -errno (a missing name is an answer there, not an exception). One per thread."""
+
+    def __init__(self) -> None:
+        self._how = _OpenHow(0, 0, 0)
+        self._addr = ctypes.addressof(self._how)
+        self._fn = _libc["syscall"]  # a function pointer of its own: the shared one is untyped
+        self._fn.restype = ctypes.c_long
+        self._fn.argtypes = (ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p,
+                             ctypes.c_size_t)
+        self._nr = _NR["openat2"]
+
+    def __call__(self, dirfd: int, path: bytes, flags: int, resolve: int) -> int:
+        how = self._how
+        how.flags = flags | os.O_CLOEXEC
+        how.resolve = resolve
+        fd = self._fn(self._nr, dirfd, path, self._addr, 24)
+        return fd if fd >= 0 else -ctypes.get_errno()
+
+
 class _MountAttr(ctypes.Structure):
     _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
@@ -556,14 +578,31 @@ class RemoteReader:
 
     def __init__(self, size: int) -> None:
         self.buf = ctypes.create_string_buffer(size)
+        self._size = size
         self._local = _Iovec(ctypes.addressof(self.buf), size)
         self._remote = (_Iovec * self.MAX_PAGES)()
+        # built once: ctypes.byref and the array conversion cost more than the syscall here
+        self._local_ref = ctypes.byref(self._local)
+        self._first = self._remote[0]  # a view of the array's first element
+        self._remote_ref = ctypes.byref(self._first)
 
     def read(self, pid: int, addr: int, length: int) -> int:
         """Bytes read into self.buf (fewer than `length` when a page is not mapped)."""
-        length = min(length, len(self.buf))
-        n, pos = 0, addr
+        length = min(length, self._size)
         end = addr + length
+        if length and addr // _PAGE == (end - 1) // _PAGE:
+            # within one page, what nearly every path and address is
+            first = self._first
+            first.base, first.len = addr, length
+            self._local.len = length
+            ret = _libc.process_vm_readv(pid, self._local_ref, 1, self._remote_ref, 1, 0)
+            if ret == -1:
+                err = ctypes.get_errno()
+                if err == errno.EFAULT:
+                    return 0
+                raise OSError(err, f"process_vm_readv({pid}): {os.strerror(err)}")
+            return ret
+        n, pos = 0, addr
         while pos < end and n < self.MAX_PAGES:
             chunk = min(end, (pos // _PAGE + 1) * _PAGE) - pos
             self._remote[n].base, self._remote[n].len = pos, chunk

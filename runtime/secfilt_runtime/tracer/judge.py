@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import kernel
 from ..policy import decide, sockaddr, syscalls
 from ..policy.model import Policy
 from ..policy.syscalls import AUDIT_ARCH_I386, Group, PathArg, Syscall
@@ -29,6 +30,7 @@ CONTROL_MAX = 128 * 1024  # above net.core.optmem_max the kernel answers ENOBUFS
 HARDEN_RULE = "sandbox-integrity"
 RESOLVE_IN_ROOT = 0x10
 ARCH_NAMES = {syscalls.AUDIT_ARCH_X86_64: "x86_64", AUDIT_ARCH_I386: "i386"}
+MEMO_MAX = 4096  # remembered verdicts per kind; forgotten all at once when full
 
 
 @dataclass
@@ -56,6 +58,28 @@ class Judge:
         self.policy = policy
         self.memory = Memory()
         self._rule = decide.write_rule(policy)
+        self._openat2 = kernel.Openat2()
+        # decide.write and decide.destination are pure functions of the (frozen) policy and
+        # their argument: a verdict once computed holds for the tracer's life. Only the
+        # verdicts are kept; what the path or address names is looked up at every stop.
+        self._writes: dict[str, decide.Verdict] = {}
+        self._destinations: dict[tuple[bytes, str], decide.Verdict] = {}
+
+    def close(self) -> None:
+        self.memory.close()
+
+    def forget(self, tid: int) -> None:
+        """`tid` exec'd or exited: nothing learnt about its address space holds any more."""
+        self.memory.forget(tid)
+
+    def _write_verdict(self, path: str) -> decide.Verdict:
+        verdict = self._writes.get(path)
+        if verdict is None:
+            verdict = decide.write(self.policy, path)
+            if len(self._writes) >= MEMO_MAX:
+                self._writes.clear()
+            self._writes[path] = verdict
+        return verdict
 
     def judge(self, tid: int, arch: int, nr: int, args: list[int]) -> Decision:
         table = syscalls.BY_ARCH.get(arch)
@@ -163,10 +187,10 @@ class Judge:
         follow = not flags & syscalls.O_NOFOLLOW and not syscalls.open_creates_exclusive(flags)
         arg = entry.paths[0]
         try:
-            with Resolver(tid) as res:
+            with Resolver(tid, self._openat2) as res:
                 path = self._path_operand(tid, res, arg, args, follow,
                                           in_root=bool(resolve_flags & RESOLVE_IN_ROOT))
-                verdict = decide.write(self.policy, path)
+                verdict = self._write_verdict(path)
                 if not verdict.allowed and syscalls.open_creates_exclusive(flags) \
                         and res.exists(path):
                     return Decision(False, errno.EEXIST, reason=f"{path} exists")
@@ -179,18 +203,18 @@ class Judge:
     def _write(self, tid: int, entry: Syscall, args: list[int]) -> Decision:
         details: dict[str, Any] = {}
         try:
-            with Resolver(tid) as res:
+            with Resolver(tid, self._openat2) as res:
                 if entry.fd is not None:
                     fd = s32(args[entry.fd])
                     path = res.fd_path(fd)
                     details["fd"], details["path"] = fd, path
-                    return self._verdict(decide.write(self.policy, path), details)
+                    return self._verdict(self._write_verdict(path), details)
                 for i, arg in enumerate(entry.paths):
                     flags = s32(args[arg.flags]) if arg.flags is not None else 0
                     path = self._path_operand(tid, res, arg, args,
                                               syscalls.follows(arg, flags))
                     details["path" if i == 0 else f"path{i + 1}"] = path
-                    verdict = decide.write(self.policy, path)
+                    verdict = self._write_verdict(path)
                     if not verdict.allowed:
                         if arg.creates and res.exists(path):
                             return Decision(False, errno.EEXIST, reason=f"{path} exists")
@@ -233,9 +257,9 @@ class Judge:
             return ALLOWED  # not a path: an INET port, an abstract or autobind unix name
         name = raw[2:].split(b"\0", 1)[0]
         try:
-            with Resolver(tid) as res:
+            with Resolver(tid, self._openat2) as res:
                 path = res.resolve(name, res.cwd(), follow=False)
-                verdict = decide.write(self.policy, path)
+                verdict = self._write_verdict(path)
                 if not verdict.allowed and res.exists(path):
                     return Decision(False, errno.EADDRINUSE, reason=f"{path} exists")
         except Unjudgeable as e:
@@ -312,9 +336,20 @@ class Judge:
 
     def _destination(self, tid: int, ptr: int, length: int, call: str) -> Decision:
         raw = self.memory.read(tid, ptr, length, "address")
+        # parse() reads only these bytes (length is their count): they are the whole input
+        key = (raw, call)
+        verdict = self._destinations.get(key)
+        if verdict is None:
+            verdict = decide.destination(self.policy,
+                                         sockaddr.parse(raw, length, call))  # type: ignore[arg-type]
+            if len(self._destinations) >= MEMO_MAX:
+                self._destinations.clear()
+            self._destinations[key] = verdict
+        if verdict.allowed:
+            return ALLOWED
         dest = sockaddr.parse(raw, length, call)  # type: ignore[arg-type]
         details: dict[str, Any] = {"family": dest.family}
         if dest.address is not None:
             details["address"], details["port"] = str(dest.address), dest.port
-        return self._verdict(decide.destination(self.policy, dest), details)
+        return self._verdict(verdict, details)
 

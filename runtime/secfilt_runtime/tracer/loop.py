@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import signal
+import struct
 from collections.abc import Callable
 
 from .. import kernel
@@ -31,6 +32,9 @@ _GROUP_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN,
 _NEW_TASK_EVENTS = frozenset({kernel.PTRACE_EVENT_FORK, kernel.PTRACE_EVENT_VFORK,
                               kernel.PTRACE_EVENT_CLONE})
 _SKIP = (1 << 64) - 1  # orig_rax = -1
+# kernel.SyscallInfo's fields up to args, decoded in one call (a ctypes field read each costs
+# about as much as this whole unpack)
+_INFO = struct.Struct("<B3xIQQQ6Q")
 
 
 class Tracer:
@@ -53,20 +57,26 @@ class Tracer:
 
     def run(self) -> None:
         """Serve until no traced task is left."""
-        while self.tasks:
-            try:
-                pid, status = kernel.wait_any(kernel.WALL)
-            except InterruptedError:
-                if self.pending is not None:
-                    self.pending()
-                continue
-            except ChildProcessError:
-                break
-            self._event(pid, status)
+        try:
+            while self.tasks:
+                try:
+                    pid, status = kernel.wait_any(kernel.WALL)
+                except InterruptedError:
+                    if self.pending is not None:
+                        self.pending()
+                    continue
+                except ChildProcessError:
+                    break
+                self._event(pid, status)
+        finally:
+            if self.judge is not None:
+                self.judge.close()
 
     def _event(self, pid: int, status: int) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             self.tasks.discard(pid)
+            if self.judge is not None:
+                self.judge.forget(pid)  # its id may come back as another task's
             if pid in self.watch:
                 self.statuses[pid] = status
             return
@@ -86,6 +96,10 @@ class Tracer:
                 former = kernel.ptrace_geteventmsg(pid)
                 if former != pid:
                     self.tasks.discard(former)  # a thread exec'd: it took the leader's id
+                if self.judge is not None:
+                    # a new address space: what was read through the old one is stale
+                    self.judge.forget(pid)
+                    self.judge.forget(former)
                 kernel.ptrace_cont(pid, 0)
             elif event == kernel.PTRACE_EVENT_STOP:
                 if sig in _GROUP_STOP_SIGNALS:
@@ -106,12 +120,12 @@ class Tracer:
     def _seccomp(self, tid: int) -> None:
         if self.judge is None:
             return
-        info = self._info
-        kernel.ptrace_syscall_info(tid, info)
+        kernel.ptrace_syscall_info(tid, self._info)
+        op, arch, _ip, _sp, nr, *args = _INFO.unpack_from(self._info)
         try:
-            if info.op != kernel.PTRACE_SYSCALL_INFO_SECCOMP:
-                raise ValueError(f"stop of kind {info.op} at a seccomp event")
-            decision = self.judge.judge(tid, info.arch, info.nr, list(info.args))
+            if op != kernel.PTRACE_SYSCALL_INFO_SECCOMP:
+                raise ValueError(f"stop of kind {op} at a seccomp event")
+            decision = self.judge.judge(tid, arch, nr, args)
         except ProcessLookupError:
             raise
         except Exception:  # noqa: BLE001 - whatever went wrong, never let the call through
@@ -120,7 +134,7 @@ class Tracer:
         else:
             err = decision.errno
         if decision is not None and decision.log and self.log is not None:
-            self.log.write(_tgid(tid), tid, info.arch, decision, self.audit)
+            self.log.write(_tgid(tid), tid, arch, decision, self.audit)
         if decision is None or not decision.allowed:
             regs = self._regs
             kernel.ptrace_getregs(tid, regs)

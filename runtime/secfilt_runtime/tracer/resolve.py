@@ -23,6 +23,7 @@ from .. import kernel
 MAX_SYMLINKS = 40
 _O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _DELETED = " (deleted)"
+_PLAIN = kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_SYMLINKS
 
 
 class Fails(Exception):
@@ -51,16 +52,29 @@ class _Dir:
 
 
 class Resolver:
-    """Resolution for one stopped task; close() releases its descriptors."""
+    """Resolution for one stopped task; close() releases its descriptors.
 
-    def __init__(self, tid: int) -> None:
+    The root is opened afresh for every stop, never kept between stops: chroot(2) is not a
+    call the filter stops, and a thread sharing the task's fs_struct, or setns(2) into a
+    mount namespace, changes the root with no stop this tracer would see."""
+
+    def __init__(self, tid: int, opener: kernel.Openat2 | None = None) -> None:
         self.tid = tid
         self._fds: list[int] = []
+        self._openat2 = opener or kernel.Openat2()
         try:
             self.root_fd = self._keep(os.open(f"/proc/{tid}/root", _O_DIR))
         except OSError as e:
             raise Unjudgeable(f"root of task {tid}: {e.strerror}") from None
-        self.root_prefix = os.readlink(f"/proc/self/fd/{self.root_fd}")
+        self._root_prefix: str | None = None
+
+    @property
+    def root_prefix(self) -> str:
+        """Where the root is in the tracer's view: asked only by the slow paths (a readlink
+        of /proc/self/fd/N costs as much as the rest of a plain path's resolution)."""
+        if self._root_prefix is None:
+            self._root_prefix = os.readlink(f"/proc/self/fd/{self.root_fd}")
+        return self._root_prefix
 
     def close(self) -> None:
         for fd in self._fds:
@@ -140,6 +154,10 @@ class Resolver:
         where "/" and ".." stop: the tracee's root, or openat2's dirfd under RESOLVE_IN_ROOT."""
         if not path:
             raise Fails(errno.ENOENT, "empty path")
+        if root == "/":
+            plain = self._plain(path, base, follow)
+            if plain is not None:
+                return plain
         if root == "/" and b"self" not in path:
             fast = self._fast(path, base, follow)
             if fast is not None:
@@ -190,6 +208,32 @@ class Resolver:
             cur = _Dir(cur.parts + [name], self._keep(
                 os.open(name, _O_DIR | os.O_NOFOLLOW, dir_fd=cur.fd)))
         return _join(cur.parts)
+
+    def _plain(self, path: bytes, base: str, follow: bool) -> str | None:
+        """The commonest case in one or two syscalls: a path with no symlink and no "..".
+        The kernel walks it inside the root refusing every symlink (RESOLVE_NO_SYMLINKS:
+        ordinary and magic ones, so no name is read in the tracer's view, procfs's included);
+        when it gets through, the components as written are the canonical path. A last
+        component that does not exist is judged by its parent, which must then open the same
+        way. None when another path must decide (a symlink, "..", a trailing slash, any
+        other error)."""
+        if path.endswith(b"/"):
+            return None
+        parts = [p for p in path.split(b"/") if p and p != b"."]
+        if not parts or b".." in parts:
+            return None
+        if not path.startswith(b"/"):
+            parts = [os.fsencode(p) for p in base.split("/") if p] + parts
+        full = b"/" + b"/".join(parts)
+        # O_NOFOLLOW: a last symlink is the object itself (opened as O_PATH, not refused)
+        fd = self._openat2(self.root_fd, full, os.O_PATH if follow else os.O_PATH | os.O_NOFOLLOW,
+                           _PLAIN)
+        if fd == -errno.ENOENT:
+            fd = self._openat2(self.root_fd, b"/" + b"/".join(parts[:-1]), _O_DIR, _PLAIN)
+        if fd < 0:
+            return None
+        os.close(fd)
+        return os.fsdecode(full)
 
     def _fast(self, path: bytes, base: str, follow: bool) -> str | None:
         """The common case in a few syscalls: the kernel resolves the parent inside the root
