@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BASE_CONFIG, REPO, Runtime, needs_root
 from secfilt_runtime import schema, spec, validcache
 from secfilt_runtime.errors import ConfigError
+
+from conftest import BASE_CONFIG, REPO, Runtime, needs_root
 
 BAD_MESSAGE = "process.args: must be a non-empty array"
 
@@ -85,9 +86,9 @@ def test_an_invalid_config_is_never_recorded(tmp_path: Path) -> None:
 
 
 def test_a_changed_schema_or_document_is_another_key(tmp_path: Path) -> None:
-    doc = b'{"ociVersion": "1.2.0"}'
-    assert validcache.key(doc, schema.SCHEMA_FILES) != validcache.key(doc + b" ", schema.SCHEMA_FILES)
-    assert validcache.key(doc, schema.SCHEMA_FILES) != validcache.key(doc, schema.SCHEMA_FILES[:-1])
+    doc, files = b'{"ociVersion": "1.2.0"}', schema.SCHEMA_FILES
+    assert validcache.key(doc, files) != validcache.key(doc + b" ", files)
+    assert validcache.key(doc, files) != validcache.key(doc, files[:-1])
     assert validcache.key(doc, ("no-such.schema.json",)) is None  # unreadable: no caching
 
 

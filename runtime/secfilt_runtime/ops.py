@@ -109,14 +109,20 @@ def start(store: StateStore, container_id: str) -> None:
             store.save(st)
             try:
                 chan.send("start")
-                sent = True
+                clean = True
             except (BrokenPipeError, ConnectionResetError):
-                sent = False  # refused before it read us: its reason waits to be read
-            msg = chan.recv()  # end-of-file: the close-on-exec socket went with execve
+                clean = False  # refused before it read us: its reason waits to be read
+            try:
+                msg = chan.recv()  # end-of-file: the close-on-exec socket went with execve
+            except ConnectionResetError:
+                # an init that refused us closed with our "start" unread: the kernel reports
+                # that once, ahead of the refusal still queued
+                clean = False
+                msg = chan.recv()
             if msg is not None and msg.get("type") == "handoff":
                 _hand_listener(st, msg, chan.fileno())
                 msg = chan.recv()
-            if msg is None and not sent:
+            if msg is None and not clean:
                 msg = {"type": "error", "message": "the container init closed the "
                                                    "connection before it was told to start"}
             if msg is not None and alive(st.pid, st.init_start_time):
