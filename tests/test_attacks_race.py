@@ -25,6 +25,7 @@ from attacks.harness import (
     HostRunner,
     Peer,
     Tree,
+    UserRunner,
     peer_netns,
     runner_for,
 )
@@ -174,3 +175,16 @@ def test_sockaddr_race_from_an_exec_process(policy: bool, peer: Peer, tmp_path: 
         proc.wait(timeout=20)
         for stream in (proc.stdout, proc.stderr, proc.stdin):
             stream.close()
+
+
+def test_sockaddr_race_under_secfilt_run_by_a_user(peer: Peer, tmp_path: Path) -> None:
+    """No cgroup programs for an unprivileged caller: the supervisor performs each
+    destination-carrying call on its own copy of the address."""
+    args = ("race", FORBIDDEN_PEER, str(PORT), ALLOWED_PEER, RACE_SECONDS)
+    out = UserRunner(Tree.make(tmp_path), peer).run("net", *args, policy=None)
+    assert peer.received(FORBIDDEN_PEER), f"the race does not work without a policy:\n{out}"
+    peer.record.write_text("")
+    out = UserRunner(Tree.make(tmp_path), peer).run("net", *args, policy=NET_POLICY)
+    got = peer.received(FORBIDDEN_PEER)
+    assert not got, f"BYPASS (secfilt as nobody): {len(got)} datagrams\n{out}"
+    assert peer.received(ALLOWED_PEER), f"not one datagram reached the allowed peer:\n{out}"

@@ -23,7 +23,7 @@ from secfilt_runtime.policy.layers import (
 from secfilt_runtime.policy.model import Policy
 from secfilt_runtime.schema import load_schema
 
-KNOWN_LAYERS = {"kernel", LANDLOCK, BPF, MOUNTS, TRACER, NOTHING, "cgroup BPF"}
+KNOWN_LAYERS = {"kernel", LANDLOCK, BPF, MOUNTS, TRACER, NOTHING, "cgroup BPF", "supervisor"}
 
 
 def row(rows: list[LayerRow], covers_start: str) -> LayerRow:
@@ -87,10 +87,8 @@ def test_truncate_row_matches_the_rights_the_ruleset_handles(abi: int) -> None:
     assert claimed == bool(landlock.write_access(abi) & landlock.ACCESS_FS_MAKE_REG)
 
 
-def test_destinations_are_racy_and_socket_kinds_are_not() -> None:
-    rows = enforcement_layers(7)
-    assert not row(rows, "destination of connect").race_free
-    assert row(rows, "sockets that bypass").layers == (BPF,)
+def test_socket_kinds_are_bpf_alone() -> None:
+    assert row(enforcement_layers(7), "sockets that bypass").layers == (BPF,)
 
 
 def bpf_rule_names(policy: Policy) -> set[str]:
@@ -149,8 +147,11 @@ def test_check_command_reports_this_machine() -> None:
     assert bad.returncode != 0 and "--format" in bad.stderr
 
 
-def test_destinations_are_race_free_only_with_cgroup_bpf() -> None:
+def test_destinations_are_race_free_with_or_without_cgroup_bpf() -> None:
     for covers in ("destination of connect", "destination address",
                    "destination port of a datagram"):
-        assert row(enforcement_layers(7, cgroup_bpf=True), covers).race_free
-        assert not row(enforcement_layers(7, cgroup_bpf=False), covers).race_free
+        with_programs = row(enforcement_layers(7, cgroup_bpf=True), covers)
+        assert with_programs.race_free and "cgroup BPF" in with_programs.layers
+        # a user's secfilt: the supervisor performs the call itself, the tracer is out of it
+        without = row(enforcement_layers(7, cgroup_bpf=False), covers)
+        assert without.race_free and without.layers == ("supervisor",)

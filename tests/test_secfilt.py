@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from attacks.harness import copy_python_deps
 
 from conftest import IS_ROOT, REPO
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="switches users and builds netns")
 
-SITE = Path(next(p for p in sys.path if p.endswith("site-packages")))
 
 # Run inside a fresh network + mount namespace (as root), then exec argv[1:]: the addresses the
 # tests dial are on this namespace's loopback, so nothing leaves the machine.
@@ -162,9 +162,7 @@ def deps() -> Iterator[Path]:
     pytest's numbered directories: concurrent sessions prune those."""
     d = Path(tempfile.mkdtemp(prefix="secfilt-deps-"))
     try:
-        d.chmod(0o755)
-        shutil.copy(SITE / "pyseccomp.py", d)
-        shutil.copytree(SITE / "ptrace", d / "ptrace")
+        copy_python_deps(d)
         yield d
     finally:
         shutil.rmtree(d)

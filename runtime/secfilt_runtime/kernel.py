@@ -670,3 +670,107 @@ def bpf_prog_count(target_fd: int, attach_type: int) -> int:
     struct.pack_into("=IIII", attr, 0, target_fd, attach_type, 0, 0)
     _syscall("bpf", BPF_PROG_QUERY, attr, len(attr))
     return struct.unpack_from("=I", attr, 24)[0]
+
+
+# seccomp user notification: the supervisor's side (include/uapi/linux/seccomp.h)
+SECCOMP_IOCTL_NOTIF_RECV = 0xC0502100    # _IOWR('!', 0, struct seccomp_notif)
+SECCOMP_IOCTL_NOTIF_SEND = 0xC0182101    # _IOWR('!', 1, struct seccomp_notif_resp)
+SECCOMP_IOCTL_NOTIF_ID_VALID = 0x40082102  # _IOW('!', 2, __u64)
+SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
+PIDFD_THREAD = os.O_EXCL  # pidfd_open(2): the thread itself, not its thread group (6.9)
+_NOTIF = struct.Struct("=QIIiIQ6Q")      # id, pid, flags, data.nr, data.arch, ip, args
+_NOTIF_RESP = struct.Struct("=QqiI")     # id, val, error, flags
+_libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)
+
+
+class SeccompNotif:
+    __slots__ = ("id", "pid", "nr", "arch", "args")
+
+    def __init__(self, id_: int, pid: int, nr: int, arch: int, args: tuple[int, ...]) -> None:
+        self.id, self.nr, self.arch, self.args = id_, nr, arch, args
+        self.pid = pid  # the calling thread, in the listener's pid namespace
+
+
+def seccomp_notif_recv(listener: int) -> SeccompNotif:
+    """The next notification (blocks; ctypes lets other threads run meanwhile)."""
+    buf = ctypes.create_string_buffer(_NOTIF.size)
+    _check(_libc.ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, buf), "SECCOMP_IOCTL_NOTIF_RECV")
+    id_, pid, _flags, nr, arch, _ip, *args = _NOTIF.unpack(buf.raw)
+    return SeccompNotif(id_, pid, nr, arch, tuple(args))
+
+
+def seccomp_notif_send(listener: int, notif_id: int, val: int = 0, error: int = 0,
+                       flags: int = 0) -> None:
+    """Answer a notification: `val` as the call's return, or -`error`, or let it run
+    (flags=CONTINUE)."""
+    buf = ctypes.create_string_buffer(_NOTIF_RESP.pack(notif_id, val, -error if error else 0,
+                                                       flags), _NOTIF_RESP.size)
+    _check(_libc.ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, buf), "SECCOMP_IOCTL_NOTIF_SEND")
+
+
+def seccomp_notif_id_valid(listener: int, notif_id: int) -> bool:
+    """Is the caller still waiting in this notification (so its pid still names it)?"""
+    buf = ctypes.c_uint64(notif_id)
+    return _libc.ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, ctypes.byref(buf)) == 0
+
+
+def pidfd_open_thread(tid: int) -> int:
+    """A pidfd for the thread `tid` itself (its own descriptor table, if it has one)."""
+    try:
+        return _syscall("pidfd_open", tid, PIDFD_THREAD)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        return _syscall("pidfd_open", tid, 0)  # before 6.9: only a thread-group leader
+
+
+_libc.connect.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+_libc.sendto.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int,
+                         ctypes.c_char_p, ctypes.c_uint)
+_libc.sendto.restype = ctypes.c_ssize_t
+_libc.sendmsg.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+_libc.sendmsg.restype = ctypes.c_ssize_t
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("namelen", ctypes.c_uint),
+                ("iov", ctypes.c_void_p), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_char_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+
+
+def raw_connect(fd: int, address: bytes) -> int:
+    """connect(2) with exactly these address bytes: 0, or -errno."""
+    ret = _libc.connect(fd, address, len(address))
+    return ret if ret >= 0 else -ctypes.get_errno()
+
+
+def raw_sendto(fd: int, data: bytes, flags: int, address: bytes) -> int:
+    """sendto(2) of `data` to exactly these address bytes: the count sent, or -errno."""
+    ret = _libc.sendto(fd, data, len(data), flags, address, len(address))
+    return ret if ret >= 0 else -ctypes.get_errno()
+
+
+def raw_sendmsg(fd: int, name: bytes | None, data: bytes, control: bytes, flags: int) -> int:
+    """sendmsg(2) of one buffer with these name and control bytes: the count, or -errno."""
+    payload = ctypes.create_string_buffer(data, len(data))
+    iov = _Iovec(ctypes.addressof(payload), len(data))
+    msg = _Msghdr(name, len(name) if name else 0, ctypes.addressof(iov), 1,
+                  control or None, len(control), 0)
+    ret = _libc.sendmsg(fd, ctypes.byref(msg), flags)
+    return ret if ret >= 0 else -ctypes.get_errno()
+
+
+_libc.process_vm_writev.argtypes = (ctypes.c_int, ctypes.POINTER(_Iovec), ctypes.c_ulong,
+                                    ctypes.POINTER(_Iovec), ctypes.c_ulong, ctypes.c_ulong)
+_libc.process_vm_writev.restype = ctypes.c_ssize_t
+
+
+def process_vm_write(pid: int, addr: int, data: bytes) -> None:
+    local = ctypes.create_string_buffer(data, len(data))
+    liov = _Iovec(ctypes.addressof(local), len(data))
+    riov = _Iovec(addr, len(data))
+    ret = _libc.process_vm_writev(pid, ctypes.byref(liov), 1, ctypes.byref(riov), 1, 0)
+    if ret != len(data):
+        err = ctypes.get_errno() if ret == -1 else errno.EFAULT
+        raise OSError(err, f"process_vm_writev({pid}): {os.strerror(err)}")

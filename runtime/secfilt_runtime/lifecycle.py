@@ -7,6 +7,7 @@ an ExitStack before the next step, so a failure anywhere leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 import signal
@@ -61,6 +62,12 @@ def prepare(bundle: str, root: str) -> Prepared:
 
         policy = policy_parse.from_annotations(spec.annotations, spec.root.path,
                                                mounts=spec.mounts)
+    if policy is not None and policy.restricts_destinations and not plan.has("cgroup"):
+        # the kernel's half of the destination rules sits on the container's cgroup
+        # (guard_destinations): where cgroup2 is mounted with nsdelegate, a cgroup namespace
+        # rooted there keeps even root from writing itself into another cgroup (elsewhere the
+        # init's read-only cgroup mounts do: cgroup_net.seal_cgroup_mounts)
+        plan = dataclasses.replace(plan, new=plan.new | {"cgroup"})
     filters = seccomp.prepare(spec.linux.seccomp, policy,
                               cache_dir=os.path.join(root, "seccomp-cache"))
     return Prepared(spec, plan, policy, filters)

@@ -25,6 +25,7 @@ from .policy.model import Policy
 
 if TYPE_CHECKING:
     from .policy.cgroup_net import CommandCgroup
+    from .seccomp import Filters
 
 PROG = "secfilt"
 # --verbose: the log goes to stderr, through a pipe of ours (see _stderr_log)
@@ -183,28 +184,39 @@ def run(policy: Policy, command: list[str]) -> int:
     from . import seccomp
     from .policy import cgroup_net
 
-    filters = seccomp.prepare(None, policy, cache_dir=cache_dir())
-    # the destination rules in the kernel, race-free, where this caller may attach them (root)
+    # the destination rules in the kernel, race-free: cgroup programs where this caller may
+    # attach them (root), else a supervisor that performs the calls itself
     group = cgroup_net.CommandCgroup.make(policy)
+    supervised = group is None and cgroup_net.applies(policy)
     try:
+        filters = seccomp.prepare(None, policy, cache_dir=cache_dir(), supervised=supervised)
         return _run_traced(policy, command, filters, group)
     finally:
         if group is not None:
             group.remove()
 
 
-def _run_traced(policy: Policy, command: list[str], filters: object,
+def _run_traced(policy: Policy, command: list[str], filters: Filters,
                 group: CommandCgroup | None) -> int:
     from . import tracer
 
     log_path, log_done = (_stderr_log() if policy.log_path == STDERR_LOG
                           else (policy.log_path, lambda: None))
     go_r, go_w = os.pipe()
+    # the child's end closes at its exec or exit: how the supervisor learns it failed early
+    watch_r, watch_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         os.close(go_w)
+        os.close(watch_r)
         _child(go_r, policy, filters, command, group)
     os.close(go_r)
+    os.close(watch_w)
+    supervisor = None
+    if filters.handoff is not None:
+        from . import supervisor as supervisor_mod
+
+        supervisor = supervisor_mod.start(filters.handoff, pid, watch_r, policy, log_path)
     # the terminal's ^C and ^\ are for the command; the tracer must outlive its tracee
     for sig in (signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
@@ -223,6 +235,9 @@ def _run_traced(policy: Policy, command: list[str], filters: object,
             os.waitpid(pid, 0)
         raise
     finally:
+        if supervisor is not None:
+            supervisor.join(timeout=5)  # every caller is gone: it ends, closing its log
+        os.close(watch_r)
         log_done()
     os.close(go_w)
     return exit_code(status)

@@ -173,6 +173,41 @@ class HostRunner(_Runner):
         return _checked(argv, p)
 
 
+NOBODY = 65534
+SETPRIV_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+SITE = Path(next(p for p in sys.path if p.endswith("site-packages")))
+
+
+def copy_python_deps(dest: Path) -> None:
+    """pyseccomp and python-ptrace into `dest`, where nobody can read them (root's pyenv is
+    0700)."""
+    dest.chmod(0o755)
+    shutil.copy(SITE / "pyseccomp.py", dest)
+    shutil.copytree(SITE / "ptrace", dest / "ptrace")
+
+
+@functools.cache
+def nobody_deps() -> Path:
+    out = Path(tempfile.mkdtemp(prefix="secfilt-deps-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    copy_python_deps(out)
+    return out
+
+
+class UserRunner(HostRunner):
+    """Runs an attack as nobody, under `secfilt` run by nobody when given a policy: no cgroup
+    programs for such a caller, the supervisor holds the destination rules."""
+
+    def argv(self, program: str, args: list[str], policy: Policy | None) -> list[str]:
+        inner = [str(binaries() / program), *args]
+        python = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+        secfilt = [python, "-m", "secfilt_runtime.secfilt_cli", *secfilt_flags(policy)] \
+            if policy else []
+        pythonpath = f"PYTHONPATH={REPO / 'runtime'}:{nobody_deps()}"
+        return [*netns_prefix(self.peer), *SETPRIV_NOBODY, "env", pythonpath,
+                "HOME=/nonexistent", *secfilt, *inner]
+
+
 class ContainerRunner(_Runner):
     """Runs an attack as the process of a `secfilt-runtime run` container (root, no user
     namespace: its writes to the bound tree are the host's), the policy in its annotations."""
@@ -274,14 +309,18 @@ def host_pid_of(token: str, timeout: float = 10) -> int:
 
 # every attack runs under secfilt on the host and in a container of secfilt-runtime
 MODES = ["secfilt", "container"]
+# the destination rules have a third enforcement: secfilt run by a user (the supervisor)
+NET_MODES = [*MODES, "secfilt-user"]
 
 
 def runner_for(mode: str, tree: Tree, request, peer: Peer | None = None
                ) -> HostRunner | ContainerRunner:
-    """The runner of a test's mode (MODES). A container takes the test's `runtime` and
+    """The runner of a test's mode (NET_MODES). A container takes the test's `runtime` and
     `make_bundle` fixtures through pytest's `request`, so host-only runs never build them."""
     if mode == "secfilt":
         return HostRunner(tree, peer)
+    if mode == "secfilt-user":
+        return UserRunner(tree, peer)
     return ContainerRunner(tree, request.getfixturevalue("runtime"),
                            request.getfixturevalue("make_bundle"), peer)
 

@@ -50,6 +50,8 @@ from .syscalls import (
 
 ALLOW = Action("SCMP_ACT_ALLOW")
 TRACE = Action("SCMP_ACT_TRACE", data=0)
+NOTIFY = Action("SCMP_ACT_NOTIFY")
+WAIT_KILLABLE_RECV = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
 ENOSYS = Action("SCMP_ACT_ERRNO", errno=errno_mod.ENOSYS)
 ARCHITECTURES = ("SCMP_ARCH_X86",)
 
@@ -72,21 +74,30 @@ def deny_action(policy: Policy) -> Action:
     return Action("SCMP_ACT_ERRNO", errno=policy.errno)
 
 
-def build(policy: Policy) -> Profile:
+def build(policy: Policy, supervised: bool = False) -> Profile:
+    """The policy's filter. `supervised`: the calls that carry a destination go to a seccomp
+    user-notification supervisor that performs them itself (supervisor.py), instead of the
+    tracer, whose check the kernel's second read of the sockaddr would race."""
     if policy.is_empty:
         return Profile(default_action=ALLOW)
+    supervised = supervised and policy.restricts_destinations
     rules: list[Rule] = []
     if policy.restricts_writes:
         rules += write_rules(policy)
     if policy.restricts_destinations:
-        rules += destination_rules(policy)
+        rules += destination_rules(policy, NOTIFY if supervised else TRACE)
     # libseccomp turns a rule on connect/sendto/... into socketcall rules that test the
     # socketcall's own registers against the direct call's conditions (sendto's a4 != 0 would
-    # read a register socketcall ignores): every i386 socketcall goes to the tracer instead
-    rules.append(Rule(("socketcall",), TRACE))
+    # read a register socketcall ignores): every i386 socketcall goes to the tracer instead;
+    # supervised, refused (the supervisor performs x86_64 calls only)
+    rules.append(Rule(("socketcall",), deny_action(policy) if supervised else TRACE))
     rules += socket_rules(policy)
     rules += hardening_rules(policy)
-    return Profile(default_action=ALLOW, rules=tuple(rules), architectures=ARCHITECTURES)
+    # killable only: a signal must not interrupt a call the supervisor is performing (it would
+    # be restarted, and performed twice)
+    flags = (WAIT_KILLABLE_RECV,) if supervised else ()
+    return Profile(default_action=ALLOW, rules=tuple(rules), architectures=ARCHITECTURES,
+                   flags=flags)
 
 
 def write_rules(policy: Policy) -> list[Rule]:
@@ -107,12 +118,12 @@ def write_rules(policy: Policy) -> list[Rule]:
     return rules
 
 
-def destination_rules(policy: Policy) -> list[Rule]:
+def destination_rules(policy: Policy, judged: Action = TRACE) -> list[Rule]:
     deny = deny_action(policy)
     return [
-        Rule(("connect", "sendmsg", "sendmmsg"), TRACE),
+        Rule(("connect", "sendmsg", "sendmmsg"), judged),
         # sendto without an address goes where the socket was connected: judged at connect
-        Rule(("sendto",), TRACE, (ArgCondition(4, 0, NE),)),
+        Rule(("sendto",), judged, (ArgCondition(4, 0, NE),)),
         # source routing sends to the route's first hop, whatever the sockaddr says; the same
         # options in a sendmsg control message are for the tracer, which reads them
         *(Rule(("setsockopt",), deny, (ArgCondition(1, LOW32, MASKED_EQ, level),

@@ -32,10 +32,13 @@ KERNEL, LANDLOCK, BPF, TRACER, NOTHING = "kernel", "Landlock", "BPF", "tracer", 
 # eBPF programs on the sandbox's cgroup (policy.cgroup_net): the kernel judges the address it
 # uses; containers, and secfilt when its caller may attach them (root)
 CGROUP_BPF = "cgroup BPF"
+# where no cgroup program can be attached (secfilt run by a user): a seccomp user-notification
+# supervisor performs each destination-carrying call itself, on its own copy of the arguments
+SUPERVISOR = "supervisor"
 # every mount read-only, allow-write cloned writable on top (policy.mounts): containers, and
 # secfilt where its caller can have a mount namespace
 MOUNTS = "read-only mounts"
-RACE_FREE_LAYERS = frozenset({KERNEL, LANDLOCK, BPF, MOUNTS, CGROUP_BPF})
+RACE_FREE_LAYERS = frozenset({KERNEL, LANDLOCK, BPF, MOUNTS, CGROUP_BPF, SUPERVISOR})
 
 
 @dataclass(frozen=True)
@@ -104,10 +107,12 @@ def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False,
                  "no mount namespace for this user (unprivileged user namespaces refused): ")
     if not host_mounts:
         host_note += "a path rewritten between the check and the call wins"
-    cg = (CGROUP_BPF,) if cgroup_bpf else ()
+    # destinations: cgroup programs beside the tracer; without them (secfilt run by a user)
+    # the supervisor alone, since the tracer's check would race the kernel's second read
+    cg = (CGROUP_BPF, TRACER) if cgroup_bpf else (SUPERVISOR,)
     cg_note = ("; cgroup connect4/6 and sendmsg4/6 programs judge the address the kernel uses"
-               if cgroup_bpf else "; no cgroup BPF for this caller (not root, or no cgroup2): "
-               "a thread rewriting the sockaddr after the check wins")
+               if cgroup_bpf else "; no cgroup BPF for this caller (not root): the supervisor "
+               "performs the call on its own copy of the address")
     no_landlock = "" if abi else "; without Landlock the tracer alone judges it, with a race"
     return [
         # --- the file system ---------------------------------------------------------------
@@ -145,16 +150,16 @@ def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False,
         # --- the network -------------------------------------------------------------------
         LayerRow("no-outbound-network",
                  "destination of connect, sendto, sendmsg, sendmmsg (IPv4, IPv6, IPv4-mapped)",
-                 (*cg, TRACER), "the sockaddr is in memory" + cg_note),
+                 cg, "the sockaddr is in memory" + cg_note),
         LayerRow("allowed-netmask", "destination address, as for no-outbound-network",
-                 (*cg, TRACER), "the same programs" if cgroup_bpf else "the same race"),
+                 cg, "as for no-outbound-network"),
         LayerRow("allowed-port", "destination port of a TCP connect",
-                 (*_landlock(abi, 4), *cg, TRACER), "LANDLOCK_ACCESS_NET_CONNECT_TCP (ABI 4)"
+                 (*_landlock(abi, 4), *cg), "LANDLOCK_ACCESS_NET_CONNECT_TCP (ABI 4)"
                  + ("" if abi >= 4 or cgroup_bpf else "; below ABI 4 the tracer alone")),
-        LayerRow("allowed-port", "destination port of a datagram (UDP)", (*cg, TRACER),
+        LayerRow("allowed-port", "destination port of a datagram (UDP)", cg,
                  "Landlock has no UDP rule" + cg_note),
         LayerRow("allow-resolv", "the nameservers of /etc/resolv.conf on port 53",
-                 (*cg, TRACER), "read once when the policy is resolved"),
+                 cg, "read once when the policy is resolved"),
         LayerRow("no-outbound-network",
                  "sockets that bypass the address checks (raw, packet, SCTP, MPTCP, ICMP echo, "
                  "UDP-Lite, ...)",
@@ -171,9 +176,9 @@ def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False,
                  "the first hop of a source route is the packet's real destination"),
         LayerRow("no-outbound-network",
                  "the same routes as sendmsg control messages (IP_RETOPTS, IPV6_RTHDR)",
-                 (*cg, TRACER), "the tracer reads sendmsg's control messages"
-                 + ("; a cgroup egress program drops packets with IPv4 options or IPv6 "
-                    "routing-capable headers" if cgroup_bpf else "")),
+                 cg, ("a cgroup egress program drops packets with IPv4 options or IPv6 "
+                      "routing-capable headers" if cgroup_bpf else
+                      "the supervisor judges its own copy of the control messages")),
         LayerRow("mainstream-network-families", "socket families other than unix, inet, "
                  "inet6, netlink", (BPF,), ""),
         # --- the sandbox itself (every non-empty policy) ------------------------------------

@@ -64,12 +64,12 @@ class Filters:
         return any(p.has_listener for p in self.programs)
 
 
-def policy_profile(policy: Policy | None) -> Profile | None:
+def policy_profile(policy: Policy | None, supervised: bool = False) -> Profile | None:
     if policy is None:
         return None
     from ..policy import filter as policy_filter
 
-    built = policy_filter.build(policy)
+    built = policy_filter.build(policy, supervised)
     archs = tuple(dict.fromkeys(built.architectures + POLICY_ARCHITECTURES))
     return Profile(default_action=built.default_action, rules=built.rules, architectures=archs,
                    flags=built.flags)
@@ -80,16 +80,19 @@ def programs_from(compiled: list[tuple[str, bytes, int]]) -> tuple[Program, ...]
 
 
 def prepare(spec_seccomp: dict[str, Any] | None, policy: Policy | None, *,
-            cache_dir: str | None) -> Filters:
+            cache_dir: str | None, supervised: bool = False) -> Filters:
     """Compile, or load from cache_dir, the BPF programs. Raises ConfigError before anything
-    starts for anything the profile asks that cannot be enforced."""
+    starts for anything the profile asks that cannot be enforced. `supervised`: the policy's
+    destination calls go to a listener (policy.filter.build), handed over like NOTIFY's."""
     profile = parse(spec_seccomp) if spec_seccomp is not None else None
-    pol = policy_profile(policy)
+    pol = policy_profile(policy, supervised)
     if profile is None and pol is None:
         return Filters()
     listener = profile is not None and any(r.action.name == NOTIFY for r in profile.rules)
     if profile is not None:
         loader.check_supported(profile.flags)
+    if pol is not None and pol.flags:
+        loader.check_supported(pol.flags, field="the policy filter's flags")
     entry = _compile_cached(profile, pol, listener, cache_dir)
     refuse_if_exec_denied([bpf for _, bpf, _ in entry.programs])
     for name in entry.skipped:
@@ -99,9 +102,13 @@ def prepare(spec_seccomp: dict[str, Any] | None, policy: Policy | None, *,
         listener_path=profile.listener_path if profile else None,
         listener_metadata=profile.listener_metadata if profile else None,
         skipped=entry.skipped,
-        handoff=Handoff() if listener else None,
+        handoff=Handoff() if listener or _has_notify(pol) else None,
         policy=policy,
     )
+
+
+def _has_notify(profile: Profile | None) -> bool:
+    return profile is not None and any(r.action.name == NOTIFY for r in profile.rules)
 
 
 _EXECVE = {"x86_64": 59, "aarch64": 221}
@@ -152,7 +159,8 @@ def compile_entry(profile: Profile | None, pol: Profile | None, listener: bool) 
     if pol is not None:
         c = compiler.compile_profile(pol, field="policy filter", bad_arch_kill_process=True,
                                      enosys_beyond_libseccomp=True)
-        programs.append((POLICY_SOURCE, c.bpf, loader.program_flags(pol.flags, False)))
+        programs.append((POLICY_SOURCE, c.bpf, loader.program_flags(pol.flags,
+                                                                      _has_notify(pol))))
     if profile is not None:
         c = compiler.compile_profile(profile, enosys_stub=True)
         oci = (OCI_SOURCE, c.bpf, loader.program_flags(profile.flags, listener))

@@ -1,0 +1,305 @@
+"""The destination rules without a race, where no cgroup program can hold them (`secfilt` run
+by a user who may not load cgroup BPF): a seccomp user-notification supervisor that performs
+the calls itself.
+
+The policy's filter sends connect, sendto with an address, sendmsg and sendmmsg to a listener
+(policy.filter.build(supervised=True)). For each, a thread here copies the address, the data and
+the control messages out of the caller's memory once, judges that copy (policy.decide), takes a
+duplicate of the caller's socket (pidfd_getfd: the same open file, so the same socket) and
+performs the call on the copy. What the caller's threads write into their memory afterwards
+changes nothing: the kernel never reads it again. Blocking is the caller's own: the socket's
+O_NONBLOCK and timeouts are shared; a thread waits per call, and the filter's
+WAIT_KILLABLE_RECV keeps a signal from restarting a call that is being performed.
+
+Left to the kernel (answered CONTINUE): calls on sockets that are not IPv4/IPv6 (their
+addresses are not destinations), and stream sends without MSG_FASTOPEN (TCP ignores their
+address: the destination was judged at connect). Refused: the i386 entry's calls (32-bit
+layouts; the filter refuses i386 socketcall too), which 64-bit programs never make.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import struct
+import threading
+
+from . import kernel
+from .policy import decide, sockaddr, syscalls
+from .policy.model import Policy
+
+log = logging.getLogger(__name__)
+
+NR_CONNECT, NR_SENDTO, NR_SENDMSG, NR_SENDMMSG = 42, 44, 46, 307  # x86_64
+NAMES = {NR_CONNECT: "connect", NR_SENDTO: "sendto", NR_SENDMSG: "sendmsg",
+         NR_SENDMMSG: "sendmmsg"}
+MSG_FASTOPEN = 0x20000000
+SOCKADDR_MAX = 128
+DATA_MAX = 1 << 20      # a datagram is at most 64 KiB; a stream send may send less than asked
+CONTROL_MAX = 128 * 1024
+CHUNK = 128 * 1024      # what one RemoteReader.read covers (its MAX_PAGES)
+UIO_MAXIOV = 1024
+MSGHDR = struct.Struct("=Qi4xQQQQi4x")   # name, namelen, iov, iovlen, control, controllen, flags
+MMSGHDR_SIZE = 64                        # msghdr (56) + msg_len + padding
+IOVEC = struct.Struct("=QQ")
+CMSG_HEAD = struct.Struct("=Qii")
+
+
+class Refused(Exception):
+    """The call is answered with this errno, logged when it is a policy denial."""
+
+    def __init__(self, err: int, rule: str = "", reason: str = "",
+                 details: dict[str, object] | None = None) -> None:
+        super().__init__(reason)
+        self.err, self.rule, self.reason = err, rule, reason
+        self.details = details or {}
+
+
+class Supervisor:
+    def __init__(self, listener: int, policy: Policy, log_path: str | None) -> None:
+        self.listener = listener
+        self.policy = policy
+        self.log_fd = (os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                               0o600) if log_path else None)
+        self.reader = kernel.RemoteReader(CHUNK)
+        self._reader_lock = threading.Lock()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Receive until every process of the filter is gone (POLLHUP), each call in a thread
+        of its own: a blocking connect must not hold the others."""
+        import select
+
+        poller = select.poll()
+        poller.register(self.listener, select.POLLIN)
+        try:
+            while True:
+                events = poller.poll()
+                if any(ev & (select.POLLHUP | select.POLLERR) for _, ev in events):
+                    return
+                try:
+                    notif = kernel.seccomp_notif_recv(self.listener)
+                except OSError as e:
+                    if e.errno in (errno.EINTR, errno.ENOENT):
+                        continue  # ENOENT: the caller died before we received it
+                    raise
+                threading.Thread(target=self._answer, args=(notif,), daemon=True).start()
+        finally:
+            if self.log_fd is not None:
+                os.close(self.log_fd)
+                self.log_fd = None
+
+    def _answer(self, notif: kernel.SeccompNotif) -> None:
+        try:
+            outcome = self._perform(notif)
+        except Refused as e:
+            if e.rule:
+                self._log(notif, e)
+            outcome = -e.err
+        except OSError as e:  # the caller vanished or its memory went away under us
+            outcome = -(e.errno or errno.EFAULT)
+        with contextlib.suppress(OSError):  # ENOENT: the caller is gone
+            if outcome is None:
+                kernel.seccomp_notif_send(self.listener, notif.id,
+                                          flags=kernel.SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+            elif outcome < 0:
+                kernel.seccomp_notif_send(self.listener, notif.id, error=-outcome)
+            else:
+                kernel.seccomp_notif_send(self.listener, notif.id, val=outcome)
+
+    # --- one call ------------------------------------------------------------------------
+
+    def _perform(self, n: kernel.SeccompNotif) -> int | None:
+        """The call's result (>= 0 or -errno), or None to let the kernel run it."""
+        if n.arch != syscalls.AUDIT_ARCH_X86_64 or n.nr not in NAMES:
+            raise Refused(self.policy.errno, decide.destination_rule(self.policy),
+                          "32-bit calls that carry a destination are not supervised")
+        fd = n.args[0] & 0xFFFFFFFF
+        sock = self._socket(n, fd)
+        if sock is None:
+            return None
+        try:
+            family = sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+            kind = sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+            if family not in (socket.AF_INET, socket.AF_INET6):
+                return None  # not a destination the rules are about (unix, netlink)
+            if n.nr == NR_CONNECT:
+                address = self._address(n, n.args[1], n.args[2], "connect")
+                self._still_waiting(n)
+                return kernel.raw_connect(sock.fileno(), address)
+            flags = n.args[3 if n.nr == NR_SENDTO else 2] & 0xFFFFFFFF
+            if kind == socket.SOCK_STREAM and not flags & MSG_FASTOPEN:
+                return None  # TCP ignores the address: its destination was judged at connect
+            if n.nr == NR_SENDTO:
+                address = self._address(n, n.args[4], n.args[5], "send")
+                data = self._read(n, n.args[1], min(n.args[2], DATA_MAX), "buffer")
+                self._still_waiting(n)
+                return kernel.raw_sendto(sock.fileno(), data, flags, address)
+            if n.nr == NR_SENDMSG:
+                name, data, control = self._message(n, n.args[1])
+                self._still_waiting(n)
+                return kernel.raw_sendmsg(sock.fileno(), name, data, control, flags)
+            return self._sendmmsg(n, sock.fileno(), flags)
+        finally:
+            sock.close()
+
+    def _sendmmsg(self, n: kernel.SeccompNotif, fd: int, flags: int) -> int:
+        vec, count = n.args[1], min(n.args[2] & 0xFFFFFFFF, UIO_MAXIOV)
+        sent = 0
+        for i in range(count):
+            entry = vec + i * MMSGHDR_SIZE
+            try:
+                name, data, control = self._message(n, entry)
+            except Refused:
+                if sent:
+                    break  # as the kernel: the count so far, the error on the next call
+                raise
+            self._still_waiting(n)
+            result = kernel.raw_sendmsg(fd, name, data, control, flags)
+            if result < 0:
+                if sent:
+                    break
+                return result
+            kernel.process_vm_write(n.pid, entry + 56, struct.pack("=I", result))
+            sent += 1
+        return sent
+
+    def _socket(self, n: kernel.SeccompNotif, fd: int) -> socket.socket | None:
+        try:
+            pidfd = kernel.pidfd_open_thread(n.pid)
+        except OSError:
+            raise Refused(errno.ESRCH) from None
+        try:
+            dup = kernel.pidfd_getfd(pidfd, fd)
+        except OSError as e:
+            raise Refused(errno.EBADF if e.errno == errno.EBADF else e.errno or errno.EBADF
+                          ) from None
+        finally:
+            os.close(pidfd)
+        try:
+            return socket.socket(fileno=dup)
+        except OSError:
+            os.close(dup)
+            raise Refused(errno.ENOTSOCK) from None
+
+    def _still_waiting(self, n: kernel.SeccompNotif) -> None:
+        # the pid we read from still names the caller only while it waits on this notification
+        if not kernel.seccomp_notif_id_valid(self.listener, n.id):
+            raise Refused(errno.EINTR)
+
+    def _read(self, n: kernel.SeccompNotif, addr: int, length: int, what: str) -> bytes:
+        parts: list[bytes] = []
+        with self._reader_lock:
+            while length > 0:
+                want = min(length, CHUNK)
+                got = self.reader.read(n.pid, addr, want)
+                if got < want:
+                    raise Refused(errno.EFAULT, reason=f"{what} is not readable")
+                parts.append(self.reader.buf.raw[:got])
+                addr, length = addr + got, length - got
+        return b"".join(parts)
+
+    def _address(self, n: kernel.SeccompNotif, ptr: int, length: int, call: str) -> bytes:
+        length = length & 0xFFFFFFFF
+        if length > SOCKADDR_MAX or length & 0x80000000:
+            raise Refused(errno.EINVAL)
+        raw = self._read(n, ptr, length, "the address")
+        dest = sockaddr.parse(raw, length, call)
+        verdict = decide.destination(self.policy, dest)
+        if not verdict.allowed:
+            raise Refused(self.policy.errno, verdict.rule, verdict.reason,
+                          {"address": str(dest)})
+        return raw
+
+    def _message(self, n: kernel.SeccompNotif, addr: int
+                 ) -> tuple[bytes | None, bytes, bytes]:
+        name_ptr, namelen, iov, iovlen, control_ptr, controllen, _ = MSGHDR.unpack(
+            self._read(n, addr, MSGHDR.size, "the msghdr"))
+        if namelen < 0:
+            raise Refused(errno.EINVAL)
+        name = (self._address(n, name_ptr, min(namelen, SOCKADDR_MAX), "send")
+                if name_ptr and namelen else None)
+        if iovlen > UIO_MAXIOV:
+            raise Refused(errno.EMSGSIZE)
+        chunks: list[bytes] = []
+        total = 0
+        vec = self._read(n, iov, iovlen * IOVEC.size, "the iovec") if iovlen else b""
+        for base, length in IOVEC.iter_unpack(vec):
+            take = min(length, DATA_MAX - total)
+            chunks.append(self._read(n, base, take, "a buffer"))
+            total += take
+        control = b""
+        if control_ptr and controllen:
+            if controllen > CONTROL_MAX:
+                raise Refused(errno.ENOBUFS)
+            control = self._read(n, control_ptr, controllen, "the control messages")
+            self._judge_control(control)
+        return name, b"".join(chunks), control
+
+    def _judge_control(self, control: bytes) -> None:
+        offset = 0
+        while offset + CMSG_HEAD.size <= len(control):
+            cmsg_len, level, type_ = CMSG_HEAD.unpack_from(control, offset)
+            if cmsg_len < CMSG_HEAD.size or cmsg_len > len(control) - offset:
+                raise Refused(errno.EINVAL)
+            verdict = decide.control_message(self.policy, level, type_)
+            if not verdict.allowed:
+                raise Refused(self.policy.errno, verdict.rule, verdict.reason,
+                              {"level": level, "cmsg": type_})
+            offset += (cmsg_len + 7) & ~7
+
+    def _log(self, n: kernel.SeccompNotif, refused: Refused) -> None:
+        if self.log_fd is None:
+            return
+        from .tracer.judge import Decision
+        from .tracer.log import line
+
+        tgid = _tgid(n.pid)
+        decision = Decision(False, refused.err, refused.rule, refused.reason, True,
+                            syscall=NAMES.get(n.nr, str(n.nr)), details=refused.details)
+        with contextlib.suppress(OSError):
+            os.write(self.log_fd, line(None, tgid, n.pid, n.arch, decision, False).encode())
+
+
+def _tgid(tid: int) -> int:
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for ln in f:
+                if ln.startswith("Tgid:"):
+                    return int(ln.split()[1])
+    except OSError:
+        pass
+    return tid
+
+
+def start(handoff, pid: int, watch_fd: int, policy: Policy, log_path: str | None
+          ) -> threading.Thread:
+    """In the tracer's process: take the listener from `pid` (which publishes it in `handoff`
+    right after loading its filters, and waits), then serve it in a daemon thread."""
+
+    def run() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals))  # EINTR-free calls
+        try:
+            listener = handoff.take(pid, watch_fd)
+        except Exception as e:  # the process is then killed by the tracer's exit
+            log.error(f"cannot take the seccomp listener: {e}")
+            handoff.close()
+            return
+        if listener is None:
+            handoff.close()
+            return
+        handoff.release()
+        handoff.close()
+        try:
+            Supervisor(listener, policy, log_path).serve()
+        finally:
+            os.close(listener)
+
+    thread = threading.Thread(target=run, name="secfilt-supervisor", daemon=True)
+    thread.start()
+    return thread
