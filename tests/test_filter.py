@@ -139,3 +139,50 @@ def test_terminal_injection_is_denied_in_every_policy() -> None:
         requests = {a.value_two for r in rules_for(policy_filter.build(policy), "ioctl")
                     for a in r.args if r.action.name == ERRNO}
         assert {0x5412, 0x541C} <= requests
+
+
+SETNS, BPF_NR, CONNECT, SOCKETCALL_I386 = 308, 321, 42, 102
+RET_ERRNO, RET_USER_NOTIF, RET_TRACE, RET_ALLOW = 0x00050000, 0x7FC00000, 0x7FF00000, 0x7FFF0000
+AUDIT_ARCH_X86_64, AUDIT_ARCH_I386 = 0xC000003E, 0x40000003
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWNET = 0x20000, 0x2000000, 0x40000000
+
+
+def run_filter(policy: Policy, nr: int, args: tuple[int, ...] = (0,) * 6,
+               arch: int = AUDIT_ARCH_X86_64, supervised: bool = False) -> int:
+    """The action the compiled policy filter returns (the kernel's program, evaluated)."""
+    from secfilt_runtime.seccomp import bpf, prepare
+
+    filters = prepare(None, policy, cache_dir=None, supervised=supervised)
+    return bpf.action(bpf.decide([p.bpf for p in filters.programs],
+                                 bpf.seccomp_data(nr, arch, args)))
+
+
+@pytest.mark.parametrize(("policy", "refused", "allowed"), [
+    # writes: another mount namespace would reach writable mounts
+    (Policy(read_only=True), (0, CLONE_NEWNS, CLONE_NEWNS | CLONE_NEWNET), (CLONE_NEWNET,
+                                                                           CLONE_NEWCGROUP)),
+    # destinations: another cgroup namespace could reach the cgroups above the programs
+    (Policy(no_outbound_network=True), (0, CLONE_NEWCGROUP), (CLONE_NEWNS, CLONE_NEWNET)),
+])
+def test_setns_out_of_the_sandbox_is_refused(policy: Policy, refused: tuple[int, ...],
+                                             allowed: tuple[int, ...]) -> None:
+    for nstype in refused:
+        assert run_filter(policy, SETNS, (3, nstype, 0, 0, 0, 0)) == RET_ERRNO, hex(nstype)
+        # the kernel reads nstype as an int: high bits must not slip past
+        assert run_filter(policy, SETNS, (3, nstype | 1 << 40, 0, 0, 0, 0)) == RET_ERRNO
+    for nstype in allowed:
+        assert run_filter(policy, SETNS, (3, nstype, 0, 0, 0, 0)) == RET_ALLOW, hex(nstype)
+
+
+def test_bpf_is_refused_under_destination_rules() -> None:
+    assert run_filter(Policy(no_outbound_network=True), BPF_NR) == RET_ERRNO
+    assert run_filter(Policy(read_only=True), BPF_NR) == RET_ALLOW
+
+
+def test_supervised_destinations_go_to_the_listener() -> None:
+    policy = Policy(no_outbound_network=True)
+    assert run_filter(policy, CONNECT, supervised=True) == RET_USER_NOTIF
+    assert run_filter(policy, CONNECT) == RET_TRACE
+    # i386 socketcall carries its arguments in memory: refused, not judged, when supervised
+    assert run_filter(policy, SOCKETCALL_I386, (3, 0, 0, 0, 0, 0), arch=AUDIT_ARCH_I386,
+                      supervised=True) == RET_ERRNO

@@ -36,6 +36,7 @@ from .model import Policy
 from .syscalls import (
     BY_NAME,
     CLONE_NEWCGROUP,
+    CLONE_NEWNS,
     CLONE_UNTRACED,
     O_ACCMODE,
     O_CREAT,
@@ -93,6 +94,7 @@ def build(policy: Policy, supervised: bool = False) -> Profile:
     rules.append(Rule(("socketcall",), deny_action(policy) if supervised else TRACE))
     rules += socket_rules(policy)
     rules += hardening_rules(policy)
+    rules += setns_rules(policy)
     # killable only: a signal must not interrupt a call the supervisor is performing (it would
     # be restarted, and performed twice)
     flags = (WAIT_KILLABLE_RECV,) if supervised else ()
@@ -133,11 +135,24 @@ def destination_rules(policy: Policy, judged: Action = TRACE) -> list[Rule]:
         # a process with the privilege must neither detach them (bpf) nor leave their cgroup
         # (another cgroup namespace, where cgroup.procs of the root could be in reach)
         Rule(("bpf",), deny),
-        Rule(("setns",), deny, (ArgCondition(1, LOW32, MASKED_EQ, 0),)),
-        Rule(("setns",), deny, (ArgCondition(1, CLONE_NEWCGROUP, MASKED_EQ, CLONE_NEWCGROUP),)),
         # nor make a cgroup mount writable again (seal_cgroup_mounts), nor mount one anew
         *(() if policy.restricts_writes else (Rule(names(Group.MOUNT), deny),)),
     ]
+
+
+def setns_rules(policy: Policy) -> list[Rule]:
+    """Joining another mount namespace would reach mounts that are not read-only (the
+    container's, or secfilt's, read-only view: policy.mounts); another cgroup namespace, the
+    cgroup.procs of cgroups outside the one holding the destination programs. nstype 0 (any
+    type: a pidfd or an fd of unknown type) is refused with them."""
+    kinds = ((CLONE_NEWNS,) if policy.restricts_writes else ()) + \
+        ((CLONE_NEWCGROUP,) if policy.restricts_destinations else ())
+    if not kinds:
+        return []
+    deny = deny_action(policy)
+    return [Rule(("setns",), deny, (ArgCondition(1, LOW32, MASKED_EQ, 0),)),
+            *(Rule(("setns",), deny, (ArgCondition(1, kind, MASKED_EQ, kind),))
+              for kind in kinds)]
 
 
 def socket_rules(policy: Policy) -> list[Rule]:
