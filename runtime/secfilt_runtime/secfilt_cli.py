@@ -22,6 +22,7 @@ from . import __version__
 from .errors import SecfiltError
 from .policy import parse
 from .policy.model import Policy
+from .waitstatus import exit_code
 
 if TYPE_CHECKING:
     from .policy.cgroup_net import CommandCgroup
@@ -171,13 +172,6 @@ def cache_dir() -> str | None:
     except OSError:
         return None
     return path
-
-
-def exit_code(wait_status: int) -> int:
-    """The runtime's convention (lifecycle.exit_code): the code, or 128 + the signal."""
-    if os.WIFSIGNALED(wait_status):
-        return 128 + os.WTERMSIG(wait_status)
-    return os.WEXITSTATUS(wait_status)
 
 
 def run(policy: Policy, command: list[str]) -> int:
