@@ -36,6 +36,12 @@ UNIFIED = "/sys/fs/cgroup/unified"
 # and, for the host baseline, with the same busybox binary outside of any container.
 WORKLOADS: dict[str, tuple[list[str], str]] = {
     "true": (["/bin/true"], "start"),
+    # the same under a secfilter policy (runc and crun ignore the annotation): the tracer,
+    # the policy's filter, Landlock and the read-only mounts are set up
+    "true-policy": (["/bin/true"], "start"),
+    # create + start + delete --force of /bin/true, as an engine drives a runtime (one sh
+    # runs the three commands, for every runtime alike; no host baseline)
+    "lifecycle": (["/bin/true"], "start"),
     # pure user-space CPU: shows that once started, the process runs at native speed
     "cpu": (["/bin/sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"], "job"),
     # ~2M read/write syscalls from one process: the cost a seccomp filter adds per syscall
@@ -46,6 +52,10 @@ WORKLOADS: dict[str, tuple[list[str], str]] = {
                    "for i in $(seq 500); do cat /proc/self/status >/dev/null; done"], "job"),
 }
 
+
+POLICY = {"org.secfilter.read-only": "true"}
+LIFECYCLE_SH = ('set -e; id=$1; b=$2; r=$3; shift 3; "$@" --root "$r" create --bundle "$b" '
+                '"$id"; "$@" --root "$r" start "$id"; "$@" --root "$r" delete --force "$id"')
 
 # ----------------------------------------------------------------------------- timing
 
@@ -118,9 +128,13 @@ class Runtime:
     root: Path | None = None  # its --root; None for the host baseline
     notes: list[str] = field(default_factory=list)
 
-    def argv(self, bundle: Path, cid: str, args: list[str], rootfs: Path) -> list[str]:
+    def argv(self, bundle: Path, cid: str, args: list[str], rootfs: Path,
+             workload: str = "") -> list[str]:
         if self.root is None:  # host: the same busybox, no container
             return [str(rootfs / "bin" / "busybox"), Path(args[0]).name, *args[1:]]
+        if workload == "lifecycle":
+            return ["sh", "-c", LIFECYCLE_SH, "sh", cid, str(bundle), str(self.root),
+                    *self.command]
         return [*self.command, "--root", str(self.root), "run", "--bundle", str(bundle), cid]
 
 
@@ -153,6 +167,22 @@ def interpreter_of(cmd: list[str]) -> str:
     return cmd[0] if "python" in Path(cmd[0]).name else sys.executable
 
 
+def byte_compile(cmd: list[str]) -> str:
+    """Write the package's bytecode before timing, as installing a wheel does. Otherwise a
+    module edited since its .pyc was written is compiled again on every start while
+    PYTHONDONTWRITEBYTECODE is set (it is in this project's VM): ~4 ms a module."""
+    py = interpreter_of(cmd)
+    where = subprocess.run([py, "-c", "import os, secfilt_runtime; "
+                            "print(os.path.dirname(secfilt_runtime.__file__))"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    if not where:
+        return "the package was not found: not byte-compiled"
+    p = subprocess.run([py, "-m", "compileall", "-q", where], capture_output=True, text=True,
+                       check=False)
+    return (f"byte-compiled {where} first" if p.returncode == 0 else
+            f"byte-compiling {where} failed: {(p.stdout + p.stderr).strip()[-200:]}")
+
+
 def make_bundles(tmp: Path, spec_tool: str) -> tuple[Path, dict[str, Path]]:
     rootfs = tmp / "rootfs"
     subprocess.run(["sh", str(MKROOTFS), str(rootfs)], check=True)
@@ -166,6 +196,8 @@ def make_bundles(tmp: Path, spec_tool: str) -> tuple[Path, dict[str, Path]]:
     for name, (args, _) in WORKLOADS.items():
         cfg = json.loads(json.dumps(base))
         cfg["process"]["args"] = args
+        if name == "true-policy":
+            cfg["annotations"] = {**cfg.get("annotations", {}), **POLICY}
         b = tmp / "bundles" / name
         b.mkdir(parents=True)
         (b / "config.json").write_text(json.dumps(cfg, indent=2))
@@ -192,8 +224,10 @@ def measure(runtimes: list[Runtime], workload: str, bundle: Path, rootfs: Path, 
         nonlocal counter
         counter += 1
         env = host_env if rt.root is None else None
-        return rt.runner(rt.argv(bundle, f"b{workload}{counter}", args, rootfs), env)
+        return rt.runner(rt.argv(bundle, f"b{workload}{counter}", args, rootfs, workload), env)
 
+    if workload == "lifecycle":  # an engine's sequence: no host equivalent
+        alive = [rt for rt in alive if rt.root is not None]
     for rt in list(alive):
         for _ in range(warmup):
             s = one(rt)
@@ -421,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cmd, shim = secfilt_command(a.secfilt)
         runtimes: list[Runtime] = []
-        skipped: list[str] = []
+        skipped: list[str] = [byte_compile(cmd)]
         for name in ("runc", "crun"):
             exe = shutil.which(name)
             if not exe:
@@ -488,8 +522,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.seccomp_runs:
             seccomp_report = _seccomp_section(tmp, cmd, rootfs, a.seccomp_runs)
 
+        caches = ("seccomp-cache", "validation-cache")  # meant to outlive containers
         leftovers = [str(p) for r in runtimes if r.root and r.root.exists()
-                     for p in r.root.iterdir()]
+                     for p in r.root.iterdir() if p.name not in caches]
         if leftovers:
             print(f"\nwarning: state left behind: {', '.join(leftovers)}", file=sys.stderr)
         if a.json:

@@ -458,6 +458,8 @@ def leave(code: int) -> None:
     if threading is not None and any(not t.daemon for t in threading.enumerate()
                                      if t is not threading.main_thread()):
         sys.exit(code)
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler or coverage run writes its report at exit
     os._exit(code)
 
 
