@@ -188,3 +188,24 @@ def test_sockaddr_race_under_secfilt_run_by_a_user(peer: Peer, tmp_path: Path) -
     got = peer.received(FORBIDDEN_PEER)
     assert not got, f"BYPASS (secfilt as nobody): {len(got)} datagrams\n{out}"
     assert peer.received(ALLOWED_PEER), f"not one datagram reached the allowed peer:\n{out}"
+
+
+class NoCgroupRunner(HostRunner):
+    """secfilt run by root where it cannot make a cgroup (its cgroup2 mount read-only, as in
+    a container): the supervisor must take over from the cgroup programs."""
+
+    def argv(self, program: str, args: list[str], policy) -> list[str]:
+        inner = super().argv(program, args, policy)
+        script = f'mount -o remount,bind,ro {CGROUP2_ROOT} && exec "$@"'
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *inner]
+
+
+def test_sockaddr_race_under_root_secfilt_without_a_cgroup(peer: Peer, tmp_path: Path) -> None:
+    args = ("race", FORBIDDEN_PEER, str(PORT), ALLOWED_PEER, RACE_SECONDS)
+    out = NoCgroupRunner(Tree.make(tmp_path), peer).run("net", *args, policy=None)
+    assert peer.received(FORBIDDEN_PEER), f"the race does not work without a policy:\n{out}"
+    peer.record.write_text("")
+    out = NoCgroupRunner(Tree.make(tmp_path), peer).run("net", *args, policy=NET_POLICY)
+    got = peer.received(FORBIDDEN_PEER)
+    assert not got, f"BYPASS (root secfilt, no cgroup): {len(got)} datagrams\n{out}"
+    assert peer.received(ALLOWED_PEER), f"not one datagram reached the allowed peer:\n{out}"

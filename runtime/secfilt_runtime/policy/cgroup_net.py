@@ -368,10 +368,21 @@ class CommandCgroup:
             log.info("destination rules: no cgroup BPF here, the tracer alone judges them")
             return None
         path = os.path.join(base, f"secfilt-{os.getpid()}")
-        os.mkdir(path, 0o755)
+        try:
+            os.mkdir(path, 0o755)
+        except OSError as e:  # a read-only or foreign cgroup2 (inside a container, say)
+            log.info(f"destination rules: cannot make {path}: {e.strerror}; the supervisor "
+                     "judges them")
+            return None
         group = cls(path)
         try:
             attach(path, policy)
+        except OSError as e:
+            group.remove()
+            if e.errno not in (errno.EPERM, errno.EACCES):
+                raise
+            log.info(f"destination rules: cannot attach to {path}: {e.strerror}")
+            return None
         except BaseException:
             group.remove()
             raise
