@@ -1,14 +1,14 @@
 """Verdicts of the config schema kept on disk, so a config.json already found valid is not
-validated again: jsonschema and its dependencies cost ~80 ms to import, more than the rest
-of `run` together.
+validated again: jsonschema and its dependencies cost ~80 ms to import, a third of `run`.
 
 An entry says "this exact config.json passed config.schema.json": its name is the digest of
 the document's bytes and of every schema file (a changed schema is a different key), and its
 content repeats that key. It is trusted only when the directory and the file are owned by us
 and writable by no one else; anything else (another owner, a group- or world-writable mode, a
-symlink, content naming another key) is a miss: the document is validated again, so a forged
-entry can never let a bad config through. Only a verdict of "valid" is stored; the checks
-that code makes after the schema (schema.config_problem) run every time.
+symlink, content naming another key) is a miss and the document is validated again: only a
+process with our own uid (which could change the runtime itself) can make a bad config pass.
+Only a verdict of "valid" is stored; the checks that code makes after the schema
+(schema.config_problem) run every time.
 
 Standard library only, and little of it: this runs on every `run` and `create`.
 """
