@@ -9,6 +9,9 @@ and prints ns per call; every variant runs the same binary with the same argumen
             resumes (the floor of the seccomp+ptrace design)
   secfilt   `secfilt` with a policy under which the call is judged by the tracer and allowed
   strace    `strace -f --seccomp-bpf -e trace=<call>`: the same selection, traced by strace
+  null1, secfilt1 (--one-cpu): null and secfilt with tracer and tracee on one CPU (taskset
+            -c 0): what a stop costs without the cross-CPU wake-ups, which dominate on an idle
+            VM (a sandbox cannot pin a workload's tasks; this only shows where the time goes)
 
 Rounds are interleaved (every variant once per round, order rotated) and medians reported, so a
 busy machine slows all variants alike. Nothing here is asserted.
@@ -58,7 +61,7 @@ def secfilt_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "secfilt_runtime.secfilt_cli"]
 
 
-def variants(case: Case) -> dict[str, list[str]]:
+def variants(case: Case, one_cpu: bool = False) -> dict[str, list[str]]:
     out = {
         "bare": [],
         "null": [sys.executable, str(BENCH / "null_tracer.py"), case.traced, "--"],
@@ -67,6 +70,9 @@ def variants(case: Case) -> dict[str, list[str]]:
     if shutil.which("strace"):
         out["strace"] = ["strace", "-f", "--seccomp-bpf", "-e", f"trace={case.traced}",
                          "-o", "/dev/null"]
+    if one_cpu and shutil.which("taskset"):
+        out["null1"] = ["taskset", "-c", "0", *out["null"]]
+        out["secfilt1"] = ["taskset", "-c", "0", *out["secfilt"]]
     return out
 
 
@@ -96,13 +102,13 @@ def run_once(prefix: list[str], sysloop: Path, case: Case) -> float:
     return float(p.stdout.split()[-1])
 
 
-def measure(rounds: int = 5, quick: bool = False) -> list[Row]:
+def measure(rounds: int = 5, quick: bool = False, one_cpu: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="secfilt-bench-") as tmp:
         workdir = Path(tmp)
         sysloop = build_sysloop(workdir)
         rows: list[Row] = []
         for case in cases(workdir, quick):
-            runs = variants(case)
+            runs = variants(case, one_cpu)
             samples: dict[str, list[float]] = {name: [] for name in runs}
             names = list(runs)
             for r in range(rounds):
@@ -118,12 +124,14 @@ def measure(rounds: int = 5, quick: bool = False) -> list[Row]:
 
 def table(rows: list[Row]) -> str:
     lines = [f"{'case':24} {'variant':8} {'ns/call':>10} {'x bare':>8} {'x null':>8}"]
+    # a pinned variant is compared with the pinned null tracer
     by_case: dict[str, dict[str, float]] = {}
     for row in rows:
         by_case.setdefault(row.case, {})[row.variant] = row.ns_per_call
     for row in rows:
         base = by_case[row.case]
-        bare, null = base.get("bare"), base.get("null")
+        bare = base.get("bare")
+        null = base.get("null1" if row.variant.endswith("1") else "null")
         lines.append(f"{row.case:24} {row.variant:8} {row.ns_per_call:10.0f} "
                      f"{row.ns_per_call / bare if bare else float('nan'):8.2f} "
                      f"{row.ns_per_call / null if null else float('nan'):8.2f}")
@@ -134,9 +142,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="10x fewer calls, for a smoke test")
+    ap.add_argument("--one-cpu", action="store_true",
+                    help="also null and secfilt with tracer and tracee pinned to CPU 0")
     ap.add_argument("--json")
     args = ap.parse_args()
-    rows = measure(args.rounds, args.quick)
+    rows = measure(args.rounds, args.quick, args.one_cpu)
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=1))

@@ -103,17 +103,27 @@ class Resolver:
         return self.of_magic(f"/proc/{self.tid}/fd/{fd}")
 
     def of_magic(self, link: str) -> str:
+        """The canonical path of what /proc/TID/cwd or /proc/TID/fd/N leads to. The link is
+        read twice (its d_path, then the inode it leads to) instead of opened and read through
+        a descriptor of ours: two syscalls fewer. A descriptor swapped in between makes the
+        two disagree, which _verified refuses; it never judges one file by another's name."""
         try:
-            fd = self._keep(os.open(link, os.O_PATH | os.O_CLOEXEC))
+            shown = os.readlink(link)
+            parts = self._parts_shown(shown)
+            st = os.stat(link)
         except FileNotFoundError:
             raise Fails(errno.EBADF, f"{link} does not exist") from None
         except OSError as e:
             raise Unjudgeable(f"{link}: {e.strerror}") from None
-        return "/" + "/".join(self._canonical(fd))
+        return "/" + "/".join(self._verified(shown, parts, st))
 
     def _canonical(self, fd: int) -> list[str]:
         """The components of the file open as `fd`, checked to name that very inode."""
         shown = os.readlink(f"/proc/self/fd/{fd}")
+        return self._verified(shown, self._parts_shown(shown), os.fstat(fd))
+
+    def _parts_shown(self, shown: str) -> list[str]:
+        """The components below the root of a d_path in the tracer's view."""
         if shown.startswith(_INTERNAL):
             raise NotAFile(shown)
         if not shown.startswith("/") or shown.endswith(_DELETED):
@@ -121,19 +131,20 @@ class Resolver:
         prefix = self.root_prefix.rstrip("/")
         if prefix and shown != prefix and not shown.startswith(prefix + "/"):
             raise Unjudgeable(f"{shown} is outside the root {self.root_prefix}")
-        rest = shown[len(prefix):]
-        parts = [p for p in rest.split("/") if p]
-        # d_path is the tracer's view: it must name the same inode inside the tracee's root
+        return [p for p in shown[len(prefix):].split("/") if p]
+
+    def _verified(self, shown: str, parts: list[str], st: os.stat_result) -> list[str]:
+        """`parts`, once they name the inode `st` inside the tracee's root: d_path is the
+        tracer's view, and a name there may lead elsewhere in the tracee's."""
+        check = self._openat2(self.root_fd, os.fsencode("/" + "/".join(parts)), os.O_PATH,
+                              _PLAIN)
+        if check < 0:
+            raise Unjudgeable(f"{shown}: {os.strerror(-check)}")
         try:
-            check = kernel.openat2(self.root_fd, "/" + "/".join(parts), os.O_PATH,
-                                   resolve=kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_SYMLINKS)
-        except OSError as e:
-            raise Unjudgeable(f"{shown}: {e.strerror}") from None
-        try:
-            a, b = os.fstat(check), os.fstat(fd)
+            a = os.fstat(check)
         finally:
             os.close(check)
-        if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        if (a.st_dev, a.st_ino) != (st.st_dev, st.st_ino):
             raise Unjudgeable(f"{shown} does not name the same file inside the root")
         return parts
 
