@@ -258,17 +258,23 @@ def guard_destinations(cgroup: Cgroup, policy: Policy, container_id: str) -> Non
 
 
 def _reap_unknown_children() -> None:
-    """Reap what the cgroup kill left as zombies; the runtime has no children of its own."""
+    """Reap what the cgroup kill left as zombies; the runtime has no children of its own.
+    Each exit wakes the wait (SIGCHLD, blocked so it stays pending), no sleeping poll."""
     deadline = time.monotonic() + 1
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            if time.monotonic() > deadline:
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    try:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
                 return
-            time.sleep(0.01)
+            if pid == 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                signal.sigtimedwait({signal.SIGCHLD}, left)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _why_vanished(e: ChildVanished, child: Child, cgroup: Cgroup, spec: Spec) -> str:
