@@ -39,6 +39,7 @@ from attacks.harness import (
     binaries,
     host_pid_of,
     runner_for,
+    running_container,
     tracer_of,
 )
 
@@ -224,28 +225,13 @@ def test_exec_into_a_running_container_is_confined(tmp_path: Path, policy: bool,
     traced like the init (without the policy the same exec writes, proving the attack)."""
     tree = Tree.make(tmp_path)
     runner = ContainerRunner(tree, runtime, make_bundle)
-    log = "allowed/log"
-    bundle = runner.bundle("escape", ["append_loop", runner.path(log)],
-                           runner.write_policy() if policy else None)
-    cid = f"{runtime.cid}-exec"
-    proc = runtime.popen("run", "--bundle", str(bundle), cid)
-    try:
-        deadline = time.monotonic() + 20
-        while not (tree / log).exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert (tree / log).exists(), f"the container did not start: {proc.poll()}"
+    with running_container(runtime, runner, runner.write_policy() if policy else None) as cid:
         r = runtime("exec", cid, "/attacks/fsops", "open_creat", runner.path("forbidden/new"))
         assert "attack-start" in r.stdout, f"the exec never ran: {r}"
         if policy:
             assert not (tree / "forbidden/new").exists(), f"BYPASS: exec'd process\n{r}"
         else:
             assert (tree / "forbidden/new").exists(), f"does not work without a policy:\n{r}"
-    finally:
-        runtime("kill", cid, "KILL")
-        proc.wait(timeout=20)
-        proc.stdout.close()
-        proc.stderr.close()
-        proc.stdin.close()
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -19,15 +19,16 @@ from attacks.harness import (
     CONTAINER_BIN,
     FORBIDDEN_PEER,
     MODES,
+    NET_MODES,
     NET_POLICY,
     PORT,
     ContainerRunner,
     HostRunner,
     Peer,
     Tree,
-    UserRunner,
     peer_netns,
     runner_for,
+    running_container,
 )
 
 from conftest import needs_root
@@ -35,6 +36,8 @@ from conftest import needs_root
 pytestmark = [needs_root, pytest.mark.race]
 
 RACE_SECONDS = os.environ.get("SECFILT_RACE_SECONDS", "2")
+CGROUP2_ROOT = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") \
+    else "/sys/fs/cgroup"
 
 
 def race_args(kind: str, path) -> list[str]:
@@ -83,18 +86,34 @@ def peer(tmp_path: Path) -> Iterator[Peer]:
         yield p
 
 
-@pytest.mark.parametrize("mode", MODES)
+class NoCgroupRunner(HostRunner):
+    """secfilt run by root where it cannot make a cgroup (its cgroup2 mount read-only, as in
+    a container): the supervisor must take over from the cgroup programs."""
+
+    def argv(self, program: str, args: list[str], policy) -> list[str]:
+        inner = super().argv(program, args, policy)
+        script = f'mount -o remount,bind,ro {CGROUP2_ROOT} && exec "$@"'
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *inner]
+
+
+# containers and root's secfilt: cgroup programs; a user's secfilt, or root's where no cgroup
+# can be made: the supervisor
+SOCKADDR_MODES = [*NET_MODES, "secfilt-no-cgroup"]
+
+
+@pytest.mark.parametrize("mode", SOCKADDR_MODES)
 def test_sockaddr_race(mode: str, peer: Peer, tmp_path: Path, request) -> None:
+    def runner():
+        tree = Tree.make(tmp_path)
+        if mode == "secfilt-no-cgroup":
+            return NoCgroupRunner(tree, peer)
+        return runner_for(mode, tree, request, peer)
+
     args = ("race", FORBIDDEN_PEER, str(PORT), ALLOWED_PEER, RACE_SECONDS)
-    host = HostRunner(Tree.make(tmp_path), peer)
-    out = host.run("net", *args, policy=None)
+    out = runner().run("net", *args, policy=None)
     assert peer.received(FORBIDDEN_PEER), f"the race does not work without a policy:\n{out}"
     peer.record.write_text("")
-    tree = Tree.make(tmp_path)
-    runner = (HostRunner(tree, peer) if mode == "secfilt" else
-              ContainerRunner(tree, request.getfixturevalue("runtime"),
-                              request.getfixturevalue("make_bundle"), peer))
-    out = runner.run("net", *args, policy=NET_POLICY)
+    out = runner().run("net", *args, policy=NET_POLICY)
     got = peer.received(FORBIDDEN_PEER)
     assert not got, f"BYPASS ({mode}): {len(got)} datagrams reached the forbidden peer\n{out}"
     assert peer.received(ALLOWED_PEER), f"not one datagram reached the allowed peer:\n{out}"
@@ -104,8 +123,6 @@ def test_sockaddr_race(mode: str, peer: Peer, tmp_path: Path, request) -> None:
 # or the one secfilt makes for its command). A process that could write another cgroup's
 # cgroup.procs would leave them behind: here the container can write the host's cgroup2 root (a
 # bundle that binds it writable, as a privileged engine might), and secfilt's command is root.
-CGROUP2_ROOT = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") \
-    else "/sys/fs/cgroup"
 CONTAINER_CGROUP2 = "/hostcg"
 
 
@@ -147,20 +164,8 @@ def test_sockaddr_race_from_an_exec_process(policy: bool, peer: Peer, tmp_path: 
                                             make_bundle) -> None:
     """A process `exec` adds to a running container is in the container's cgroup, under its
     programs, like the init."""
-    import time
-
-    tree = Tree.make(tmp_path)
-    runner = ContainerRunner(tree, runtime, make_bundle, peer)
-    log = "allowed/log"
-    bundle = runner.bundle("escape", ["append_loop", runner.path(log)],
-                           NET_POLICY if policy else None)
-    cid = f"{runtime.cid}-exec"
-    proc = runtime.popen("run", "--bundle", str(bundle), cid)
-    try:
-        deadline = time.monotonic() + 20
-        while not (tree / log).exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert (tree / log).exists(), f"the container did not start: {proc.poll()}"
+    runner = ContainerRunner(Tree.make(tmp_path), runtime, make_bundle, peer)
+    with running_container(runtime, runner, NET_POLICY if policy else None) as cid:
         r = runtime("exec", cid, f"{CONTAINER_BIN}/net", "race", FORBIDDEN_PEER, str(PORT),
                     ALLOWED_PEER, RACE_SECONDS)
         assert "attack-start" in r.stdout, f"the exec never ran: {r}"
@@ -170,42 +175,3 @@ def test_sockaddr_race_from_an_exec_process(policy: bool, peer: Peer, tmp_path: 
             assert peer.received(ALLOWED_PEER), f"nothing reached the allowed peer:\n{r}"
         else:
             assert got, f"the race does not work without a policy:\n{r}"
-    finally:
-        runtime("kill", cid, "KILL")
-        proc.wait(timeout=20)
-        for stream in (proc.stdout, proc.stderr, proc.stdin):
-            stream.close()
-
-
-def test_sockaddr_race_under_secfilt_run_by_a_user(peer: Peer, tmp_path: Path) -> None:
-    """No cgroup programs for an unprivileged caller: the supervisor performs each
-    destination-carrying call on its own copy of the address."""
-    args = ("race", FORBIDDEN_PEER, str(PORT), ALLOWED_PEER, RACE_SECONDS)
-    out = UserRunner(Tree.make(tmp_path), peer).run("net", *args, policy=None)
-    assert peer.received(FORBIDDEN_PEER), f"the race does not work without a policy:\n{out}"
-    peer.record.write_text("")
-    out = UserRunner(Tree.make(tmp_path), peer).run("net", *args, policy=NET_POLICY)
-    got = peer.received(FORBIDDEN_PEER)
-    assert not got, f"BYPASS (secfilt as nobody): {len(got)} datagrams\n{out}"
-    assert peer.received(ALLOWED_PEER), f"not one datagram reached the allowed peer:\n{out}"
-
-
-class NoCgroupRunner(HostRunner):
-    """secfilt run by root where it cannot make a cgroup (its cgroup2 mount read-only, as in
-    a container): the supervisor must take over from the cgroup programs."""
-
-    def argv(self, program: str, args: list[str], policy) -> list[str]:
-        inner = super().argv(program, args, policy)
-        script = f'mount -o remount,bind,ro {CGROUP2_ROOT} && exec "$@"'
-        return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *inner]
-
-
-def test_sockaddr_race_under_root_secfilt_without_a_cgroup(peer: Peer, tmp_path: Path) -> None:
-    args = ("race", FORBIDDEN_PEER, str(PORT), ALLOWED_PEER, RACE_SECONDS)
-    out = NoCgroupRunner(Tree.make(tmp_path), peer).run("net", *args, policy=None)
-    assert peer.received(FORBIDDEN_PEER), f"the race does not work without a policy:\n{out}"
-    peer.record.write_text("")
-    out = NoCgroupRunner(Tree.make(tmp_path), peer).run("net", *args, policy=NET_POLICY)
-    got = peer.received(FORBIDDEN_PEER)
-    assert not got, f"BYPASS (root secfilt, no cgroup): {len(got)} datagrams\n{out}"
-    assert peer.received(ALLOWED_PEER), f"not one datagram reached the allowed peer:\n{out}"

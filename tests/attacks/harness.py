@@ -330,3 +330,26 @@ def tracer_of(pid: int) -> int:
         if line.startswith("TracerPid:"):
             return int(line.split()[1])
     return 0
+
+
+@contextmanager
+def running_container(runtime, runner: ContainerRunner, policy: Policy | None
+                      ) -> Iterator[str]:
+    """A container of `runner` whose init appends to allowed/log forever, under `policy`:
+    its id, once the init runs (for exec into it). Killed and reaped on the way out."""
+    log = "allowed/log"
+    bundle = runner.bundle("escape", ["append_loop", runner.path(log)], policy)
+    cid = f"{runtime.cid}-exec"
+    proc = runtime.popen("run", "--bundle", str(bundle), cid)
+    try:
+        deadline = time.monotonic() + 20
+        while not (runner.tree / log).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (runner.tree / log).exists(), f"the container did not start: {proc.poll()}"
+        yield cid
+    finally:
+        runtime("kill", cid, "KILL")
+        proc.wait(timeout=20)
+        for stream in (proc.stdout, proc.stderr, proc.stdin):
+            stream.close()
+
