@@ -136,7 +136,10 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
         raise StateError("cannot exec in a paused container")
     if status == "creating":
         raise StateError("cannot exec in a container that is being created")
-    spec = spec_mod.load_bundle(st.bundle)
+    from .validcache import DIR_NAME
+
+    spec = spec_mod.load_bundle(st.bundle,
+                                validation_cache=os.path.join(store.root, DIR_NAME))
     proc = build_process(spec.process, opts)
     if proc.terminal and detach and not console_socket:
         raise ConfigError("--tty: cannot allocate a terminal with --detach and no "

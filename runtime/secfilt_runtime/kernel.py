@@ -8,10 +8,8 @@ needed for the raw calls that glibc 2.36 does not wrap.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
-import platform
 import struct
 
 
@@ -20,7 +18,9 @@ def _load_libc() -> ctypes.CDLL:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        from ctypes.util import find_library  # imports subprocess: only when needed
+
+        return ctypes.CDLL(find_library("c"), use_errno=True)
 
 
 _libc = _load_libc()
@@ -35,7 +35,8 @@ _SYSCALLS = {
                 "close_range": 436, "ioprio_set": 30, "seccomp": 277, "pidfd_getfd": 438,
                 "open_tree": 428, "move_mount": 429},
 }
-_NR = _SYSCALLS[platform.machine()]
+_MACHINE = os.uname().machine  # platform.machine() is the same, for a 3 ms import
+_NR = _SYSCALLS[_MACHINE]
 
 # clone/unshare/setns flags
 CLONE_NEWTIME = 0x00000080
@@ -620,7 +621,7 @@ class RemoteReader:
 
 # bpf(2): cgroup programs (the policy's destination rules checked by the kernel on the address
 # it really uses). The same number everywhere but x86_64.
-_NR["bpf"] = {"x86_64": 321}.get(platform.machine(), 280)
+_NR["bpf"] = {"x86_64": 321}.get(_MACHINE, 280)
 BPF_PROG_LOAD = 5
 BPF_PROG_ATTACH = 8
 BPF_PROG_QUERY = 16

@@ -18,12 +18,12 @@ import os
 import signal
 import socket
 import struct
-import traceback
+import traceback  # not lazily: the init fails after pivot_root, away from the library
 from typing import NoReturn
 
 from .. import kernel, seccomp
 from ..errors import SecfiltError
-from ..policy import landlock
+from ..policy import landlock, mounts
 from ..policy.model import Policy
 from ..seccomp import Filters
 from ..spec import Spec
@@ -117,9 +117,7 @@ def _init(chan: Channel, spec: Spec, filters: Filters) -> NoReturn:
     if enforce_writes:
         rootfs.freeze_for_policy(policy.allow_write)
     if policy is not None and policy.restricts_destinations and not policy.audit:
-        from ..policy import cgroup_net
-
-        cgroup_net.seal_cgroup_mounts()  # the destination programs sit on our cgroup
+        mounts.seal_cgroup_mounts()  # the destination programs sit on our cgroup
     if spec.process.terminal:
         master, slave = terminal.open_pty(spec.process.user.uid)
         chan.send("pty", fds=[master])

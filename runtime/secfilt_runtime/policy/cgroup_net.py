@@ -398,7 +398,9 @@ class CommandCgroup:
         kernel.unshare(kernel.CLONE_NEWCGROUP | kernel.CLONE_NEWNS)
         # nothing of ours propagates to the host; the host's later mounts still reach us
         kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_SLAVE)
-        seal_cgroup_mounts()
+        from . import mounts
+
+        mounts.seal_cgroup_mounts()
 
     def remove(self, timeout: float = 3.0) -> None:
         """Kill what is left in it and remove it (the programs go with it)."""
@@ -421,27 +423,6 @@ class CommandCgroup:
                     log.warning(f"cannot remove {self.path}: {e.strerror}")
                     return
                 time.sleep(0.01)
-
-
-def seal_cgroup_mounts() -> None:
-    """Make every cgroup file system this mount namespace shows read-only: a process that could
-    write another cgroup's cgroup.procs would leave the programs behind. A cgroup namespace
-    alone stops that only where cgroup2 is mounted with nsdelegate. The policy's filter
-    refuses the mount family under destination rules, so this cannot be undone from inside."""
-    from .. import kernel
-    from ..container import mountinfo
-
-    with open("/proc/self/mountinfo") as f:
-        entries = mountinfo.parse(f.read())
-    for entry in entries:
-        if entry.fstype in ("cgroup", "cgroup2"):
-            try:
-                kernel.mount_setattr(entry.mount_point, kernel.MOUNT_ATTR_RDONLY, 0)
-            except FileNotFoundError:
-                continue  # under a mount that hides it: unreachable anyway
-            except OSError as e:
-                raise OSError(e.errno, f"make {entry.mount_point} read-only: {e.strerror}"
-                              ) from None
 
 
 def own_cgroup2_dir() -> str | None:

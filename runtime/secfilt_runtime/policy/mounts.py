@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from .. import kernel
+from ..container import mountinfo
 from ..errors import SecfiltError
 
 CAP_SYS_ADMIN = 21
@@ -219,3 +220,21 @@ def available() -> Availability:
     caller = _probe(None)
     other = _probe(nobody) if os.geteuid() == 0 else caller
     return Availability(caller, other)
+
+
+def seal_cgroup_mounts() -> None:
+    """Make every cgroup file system this mount namespace shows read-only: a process that could
+    write another cgroup's cgroup.procs would leave the programs behind. A cgroup namespace
+    alone stops that only where cgroup2 is mounted with nsdelegate. The policy's filter
+    refuses the mount family under destination rules, so this cannot be undone from inside."""
+    with open("/proc/self/mountinfo") as f:
+        entries = mountinfo.parse(f.read())
+    for entry in entries:
+        if entry.fstype in ("cgroup", "cgroup2"):
+            try:
+                kernel.mount_setattr(entry.mount_point, kernel.MOUNT_ATTR_RDONLY, 0)
+            except FileNotFoundError:
+                continue  # under a mount that hides it: unreachable anyway
+            except OSError as e:
+                raise OSError(e.errno, f"make {entry.mount_point} read-only: {e.strerror}"
+                              ) from None

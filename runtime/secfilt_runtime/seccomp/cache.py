@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import os
 import stat
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..log import log
+from ..validcache import sha256
 
 # bump when compiler.py or the loader flags change what a given profile compiles to
 COMPILER_VERSION = 3
@@ -38,7 +38,7 @@ def canonical(value: Any) -> bytes:
 
 def key(*, profile: Any, policy_profile: Any, machine: str, libseccomp: str) -> str:
     """Everything that shapes the programs, hashed."""
-    return hashlib.sha256(canonical({
+    return sha256(canonical({
         "profile": profile, "policy": policy_profile, "machine": machine,
         "libseccomp": libseccomp, "compiler": COMPILER_VERSION,
     })).hexdigest()
@@ -52,7 +52,7 @@ def _body(entry: Entry, cache_key: str) -> dict[str, Any]:
 
 def encode(entry: Entry, cache_key: str) -> bytes:
     body = _body(entry, cache_key)
-    return canonical({**body, "digest": hashlib.sha256(canonical(body)).hexdigest()})
+    return canonical({**body, "digest": sha256(canonical(body)).hexdigest()})
 
 
 def decode(data: bytes, cache_key: str) -> Entry | None:
@@ -60,7 +60,7 @@ def decode(data: bytes, cache_key: str) -> Entry | None:
     try:
         doc = json.loads(data)
         digest = doc.pop("digest")
-        if doc.get("key") != cache_key or hashlib.sha256(canonical(doc)).hexdigest() != digest:
+        if doc.get("key") != cache_key or sha256(canonical(doc)).hexdigest() != digest:
             return None
         programs = tuple((str(p["source"]), base64.b64decode(p["bpf"], validate=True),
                           int(p["flags"])) for p in doc["programs"])
