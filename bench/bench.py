@@ -68,7 +68,7 @@ def interleaved(cases: dict[str, list[str]], rounds: int) -> dict[str, float]:
 
 def start_section(out: Path, quick: bool) -> dict[str, Any]:
     argv = [sys.executable, str(BENCH / "run_bench.py"), "--json", str(out / "start.json"),
-            "--workloads", "true"]
+            "--workloads", "true,true-policy,lifecycle"]
     if quick:
         argv += ["-n", "3", "--warmup", "1", "--startup-runs", "2", "--seccomp-runs", "2"]
     p = subprocess.run(argv, capture_output=True, text=True, check=False)
