@@ -6,7 +6,10 @@ and prints ns per call; every variant runs the same binary with the same argumen
 
   bare      no sandbox
   null      bench/null_tracer.py: SECCOMP_RET_TRACE for the call, a Python tracer that only
-            resumes (the floor of the seccomp+ptrace design)
+            resumes, waiting for events as secfilt's tracer does (polls briefly after a stop:
+            the floor of the seccomp+ptrace design)
+  nullsleep the same tracer always asleep in waitpid (--sleep): a plain ptrace loop, whose
+            stops on an idle VM cost mostly the cross-CPU wake-up (the "null" of earlier runs)
   secfilt   `secfilt` with a policy under which the call is judged by the tracer and allowed
   strace    `strace -f --seccomp-bpf -e trace=<call>`: the same selection, traced by strace
   null1, secfilt1 (--one-cpu): null and secfilt with tracer and tracee on one CPU (taskset
@@ -65,6 +68,8 @@ def variants(case: Case, one_cpu: bool = False) -> dict[str, list[str]]:
     out = {
         "bare": [],
         "null": [sys.executable, str(BENCH / "null_tracer.py"), case.traced, "--"],
+        "nullsleep": [sys.executable, str(BENCH / "null_tracer.py"), "--sleep", case.traced,
+                      "--"],
         "secfilt": [*secfilt_command(), *case.policy],
     }
     if shutil.which("strace"):
@@ -123,7 +128,7 @@ def measure(rounds: int = 5, quick: bool = False, one_cpu: bool = False) -> list
 
 
 def table(rows: list[Row]) -> str:
-    lines = [f"{'case':24} {'variant':8} {'ns/call':>10} {'x bare':>8} {'x null':>8}"]
+    lines = [f"{'case':24} {'variant':9} {'ns/call':>10} {'x bare':>8} {'x null':>8}"]
     # a pinned variant is compared with the pinned null tracer
     by_case: dict[str, dict[str, float]] = {}
     for row in rows:
@@ -132,7 +137,7 @@ def table(rows: list[Row]) -> str:
         base = by_case[row.case]
         bare = base.get("bare")
         null = base.get("null1" if row.variant.endswith("1") else "null")
-        lines.append(f"{row.case:24} {row.variant:8} {row.ns_per_call:10.0f} "
+        lines.append(f"{row.case:24} {row.variant:9} {row.ns_per_call:10.0f} "
                      f"{row.ns_per_call / bare if bare else float('nan'):8.2f} "
                      f"{row.ns_per_call / null if null else float('nan'):8.2f}")
     return "\n".join(lines)
