@@ -186,3 +186,10 @@ def test_supervised_destinations_go_to_the_listener() -> None:
     # i386 socketcall carries its arguments in memory: refused, not judged, when supervised
     assert run_filter(policy, SOCKETCALL_I386, (3, 0, 0, 0, 0, 0), arch=AUDIT_ARCH_I386,
                       supervised=True) == RET_ERRNO
+
+
+def test_chroot_is_refused_under_write_rules() -> None:
+    CHROOT = 161
+    assert run_filter(Policy(read_only=True), CHROOT) == RET_ERRNO
+    assert run_filter(Policy(read_only=True, allow_write=("/w",)), CHROOT) == RET_ERRNO
+    assert run_filter(Policy(no_outbound_network=True), CHROOT) == RET_ALLOW

@@ -177,7 +177,23 @@ PATH_TRICKS: tuple[FsCase, ...] = (
            ("@" + VICTIM, "@allowed/hl"), content_changed()),
     FsCase("chroot", "chroot_creat", ("@", "/forbidden/new"), created("forbidden/new"),
            host_only=True),
+    # a chroot where the allowed directory's name leads somewhere forbidden: a tracer judging
+    # the name in the process's own root would allow a chmod (which Landlock does not cover)
+    FsCase("chroot, then chmod through the allowed name", "chroot_chmod",
+           ("@forbidden/jail", "@allowed/victim"), lambda t: _jailed(t).stat().st_mode & 0o777
+           != 0o644, setup=lambda t: _make_jailed(t), host_only=True),
 )
+
+
+def _jailed(t: Tree) -> Path:
+    return t / "forbidden/jail" / str(t / "allowed/victim").lstrip("/")
+
+
+def _make_jailed(t: Tree) -> None:
+    victim = _jailed(t)
+    victim.parent.mkdir(parents=True)
+    victim.write_text("victim\n")
+    victim.chmod(0o644)
 
 # what the policy must still let through: a policy that breaks everything proves nothing
 ALLOWED_CONTROLS: tuple[FsCase, ...] = (

@@ -202,6 +202,12 @@ static int by_op(const char *op, int argc, char **argv)
             return report("chroot", -1);
         return write_through(op, syscall(SYS_open, b, O_WRONLY | O_CREAT, 0644));
     }
+    if (IS("chroot_chmod")) {  /* ROOT PATH: PATH, which names an allowed file outside, is
+                                  read inside the new root, where it is a forbidden one */
+        if (chroot(a) < 0 || chdir("/") < 0)
+            return report("chroot", -1);
+        return report(op, syscall(SYS_chmod, b, 0600));
+    }
     if (IS("cwd_creat")) {  /* DIR NAME: a relative name resolved against the cwd */
         if (chdir(a) < 0)
             die_setup("chdir");

@@ -115,6 +115,9 @@ def write_rules(policy: Policy) -> list[Rule]:
     rules += [Rule(("ioctl",), judged, (ArgCondition(1, LOW32, MASKED_EQ, request),))
               for request in BY_NAME["ioctl"].only_if[1]]  # type: ignore[index]
     rules.append(Rule(names(Group.MOUNT), deny))
+    # a new root gives the policy's names other meanings: the tracer judges a name in the
+    # process's root, the rules are written for the one it started with
+    rules.append(Rule(("chroot",), deny))
     # openat2's flags and bind's address family are in memory: only the tracer can tell
     rules.append(Rule(("openat2", "bind"), TRACE))
     return rules
