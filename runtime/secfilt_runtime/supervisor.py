@@ -258,23 +258,13 @@ class Supervisor:
             return
         from .tracer.judge import Decision
         from .tracer.log import line
+        from .tracer.loop import tgid_of
 
-        tgid = _tgid(n.pid)
+        tgid = tgid_of(n.pid)
         decision = Decision(False, refused.err, refused.rule, refused.reason, True,
                             syscall=NAMES.get(n.nr, str(n.nr)), details=refused.details)
         with contextlib.suppress(OSError):
             os.write(self.log_fd, line(None, tgid, n.pid, n.arch, decision, False).encode())
-
-
-def _tgid(tid: int) -> int:
-    try:
-        with open(f"/proc/{tid}/status") as f:
-            for ln in f:
-                if ln.startswith("Tgid:"):
-                    return int(ln.split()[1])
-    except OSError:
-        pass
-    return tid
 
 
 def start(handoff, pid: int, watch_fd: int, policy: Policy, log_path: str | None

@@ -161,7 +161,7 @@ class Tracer:
         else:
             err = decision.errno
         if decision is not None and decision.log and self.log is not None:
-            self.log.write(_tgid(tid), tid, arch, decision, self.audit)
+            self.log.write(tgid_of(tid), tid, arch, decision, self.audit)
         if decision is None or not decision.allowed:
             regs = self._regs
             kernel.ptrace_getregs(tid, regs)
@@ -170,7 +170,8 @@ class Tracer:
             kernel.ptrace_setregs(tid, regs)
 
 
-def _tgid(tid: int) -> int:
+def tgid_of(tid: int) -> int:
+    """The process a thread belongs to (the thread itself when /proc no longer shows it)."""
     try:
         with open(f"/proc/{tid}/status") as f:
             for line in f:
