@@ -176,12 +176,15 @@ def cache_dir() -> str | None:
 
 def run(policy: Policy, command: list[str]) -> int:
     from . import seccomp
-    from .policy import cgroup_net
 
     # the destination rules in the kernel, race-free: cgroup programs where this caller may
     # attach them (root), else a supervisor that performs the calls itself
-    group = cgroup_net.CommandCgroup.make(policy)
-    supervised = group is None and cgroup_net.applies(policy)
+    group, supervised = None, False
+    if policy.restricts_destinations and not policy.audit:
+        from .policy import cgroup_net
+
+        group = cgroup_net.CommandCgroup.make(policy)
+        supervised = group is None
     try:
         filters = seccomp.prepare(None, policy, cache_dir=cache_dir(), supervised=supervised)
         return _run_traced(policy, command, filters, group)

@@ -23,11 +23,11 @@ from .. import kernel
 from ..errors import ConfigError, ContainerError
 from ..log import log
 from . import bpf, cache, loader
-from .notify import Handoff
 from .profile import AUDIT_ARCH, FLAG_NEW_LISTENER, NATIVE_ARCH, NOTIFY, Profile, parse, to_json
 
 if TYPE_CHECKING:
     from ..policy.model import Policy
+    from .notify import Handoff
 
 OCI_SOURCE = "linux.seccomp"
 POLICY_SOURCE = "policy"
@@ -102,9 +102,15 @@ def prepare(spec_seccomp: dict[str, Any] | None, policy: Policy | None, *,
         listener_path=profile.listener_path if profile else None,
         listener_metadata=profile.listener_metadata if profile else None,
         skipped=entry.skipped,
-        handoff=Handoff() if listener or _has_notify(pol) else None,
+        handoff=_handoff() if listener or _has_notify(pol) else None,
         policy=policy,
     )
+
+
+def _handoff() -> Handoff:
+    from .notify import Handoff  # only for filters with a listener
+
+    return Handoff()
 
 
 def _has_notify(profile: Profile | None) -> bool:
