@@ -164,6 +164,11 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     except ImportError:
         return False
     labels, values = [], []
+    for row in (results.get("start") or {}).get("rows", []):
+        if row["runtime"] == "secfilt-runtime":
+            for other in ("runc", "crun"):
+                labels.append(f"{row['workload']}: secfilt-runtime / {other}")
+                values.append(row[f"vs_{other}"])
     for name, row in results.get("hot", {}).items():
         labels.append(f"{name} / python")
         values.append(row["x python"])
@@ -193,7 +198,13 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="few rounds: proves it works")
     ap.add_argument("--out", type=Path, default=BENCH / "results")
     ap.add_argument("--sections", default="start,hot,syscalls,work,memory")
+    ap.add_argument("--chart-only", type=Path, metavar="RESULTS_JSON",
+                    help="draw the chart of an earlier run into --out, measure nothing")
     args = ap.parse_args()
+    if args.chart_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return 0 if chart(json.loads(args.chart_only.read_text()), args.out / "results.png") \
+            else 1
     if os.geteuid() != 0:
         print("bench: run as root (containers)", file=sys.stderr)
         return 2
