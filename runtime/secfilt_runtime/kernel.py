@@ -596,13 +596,7 @@ class RemoteReader:
             first = self._first
             first.base, first.len = addr, length
             self._local.len = length
-            ret = _libc.process_vm_readv(pid, self._local_ref, 1, self._remote_ref, 1, 0)
-            if ret == -1:
-                err = ctypes.get_errno()
-                if err == errno.EFAULT:
-                    return 0
-                raise OSError(err, f"process_vm_readv({pid}): {os.strerror(err)}")
-            return ret
+            return _vm_read(pid, self._local_ref, self._remote_ref, 1)
         n, pos = 0, addr
         while pos < end and n < self.MAX_PAGES:
             chunk = min(end, (pos // _PAGE + 1) * _PAGE) - pos
@@ -610,13 +604,18 @@ class RemoteReader:
             pos += chunk
             n += 1
         self._local.len = pos - addr
-        ret = _libc.process_vm_readv(pid, ctypes.byref(self._local), 1, self._remote, n, 0)
-        if ret == -1:
-            err = ctypes.get_errno()
-            if err == errno.EFAULT:
-                return 0
-            raise OSError(err, f"process_vm_readv({pid}): {os.strerror(err)}")
-        return ret
+        return _vm_read(pid, self._local_ref, self._remote, n)
+
+
+def _vm_read(pid: int, local: object, remote: object, count: int) -> int:
+    """process_vm_readv: bytes read, 0 when the first page is not mapped."""
+    ret = _libc.process_vm_readv(pid, local, 1, remote, count, 0)
+    if ret == -1:
+        err = ctypes.get_errno()
+        if err == errno.EFAULT:
+            return 0
+        raise OSError(err, f"process_vm_readv({pid}): {os.strerror(err)}")
+    return ret
 
 
 # bpf(2): cgroup programs (the policy's destination rules checked by the kernel on the address
