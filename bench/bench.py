@@ -40,7 +40,7 @@ import syscall_cost  # noqa: E402 - a sibling module, found through the path abo
 
 
 def secfilt_runtime() -> list[str]:
-    found = shutil.which("secfilt-runtime")
+    found = syscall_cost.installed("secfilt-runtime")
     return [found] if found else [sys.executable, "-m", "secfilt_runtime"]
 
 
