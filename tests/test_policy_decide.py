@@ -299,3 +299,27 @@ def test_rerouting_options_are_refused_under_destination_rules(policy: Policy) -
 def test_rerouting_options_are_free_without_destination_rules() -> None:
     p = Policy(read_only=True, mainstream_network_families=True)
     assert decide.sockopt(p, 0, 4).allowed and decide.control_message(p, 41, 57).allowed
+
+
+# --- control messages ------------------------------------------------------------------------
+
+
+def cmsg(level: int, type_: int, data: bytes, compat: bool = False) -> bytes:
+    head, align, fmt = (12, 4, "<Iii") if compat else (16, 8, "<Qii")
+    raw = struct.pack(fmt, head + len(data), level, type_) + data
+    return raw + b"\0" * (-len(raw) % align)
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_control_messages_are_walked_as_the_kernel_walks_them(compat: bool) -> None:
+    route = bytes([0x83, 7, 4, 192, 0, 2, 1, 1])
+    data = cmsg(1, 1, b"\1\0\0\0", compat) + cmsg(0, 7, route, compat)
+    assert sockaddr.control_messages(data, compat) == [(1, 1), (0, 7)]
+    # a length running past the buffer, or shorter than the header, is malformed (EINVAL)
+    bad_len = struct.pack("<Qii" if not compat else "<Iii", 999, 0, 7)
+    assert sockaddr.control_messages(bad_len, compat) is None
+    short = struct.pack("<Qii" if not compat else "<Iii", 4, 0, 7)
+    assert sockaddr.control_messages(short, compat) is None
+    # trailing bytes too short for another header are ignored, as by CMSG_NXTHDR
+    assert sockaddr.control_messages(data + b"\0" * 3, compat) == [(1, 1), (0, 7)]
+    assert sockaddr.control_messages(b"", compat) == []

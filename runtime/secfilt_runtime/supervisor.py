@@ -44,9 +44,8 @@ CONTROL_MAX = 128 * 1024
 CHUNK = 128 * 1024      # what one RemoteReader.read covers (its MAX_PAGES)
 UIO_MAXIOV = 1024
 MSGHDR = struct.Struct("=Qi4xQQQQi4x")   # name, namelen, iov, iovlen, control, controllen, flags
-MMSGHDR_SIZE = 64                        # msghdr (56) + msg_len + padding
+MMSGHDR_SIZE = 64                        # msghdr, then msg_len and padding
 IOVEC = struct.Struct("=QQ")
-CMSG_HEAD = struct.Struct("=Qii")
 
 
 class Refused(Exception):
@@ -121,8 +120,6 @@ class Supervisor:
                           "32-bit calls that carry a destination are not supervised")
         fd = n.args[0] & 0xFFFFFFFF
         sock = self._socket(n, fd)
-        if sock is None:
-            return None
         try:
             family = sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
             kind = sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
@@ -165,11 +162,13 @@ class Supervisor:
                 if sent:
                     break
                 return result
-            kernel.process_vm_write(n.pid, entry + 56, struct.pack("=I", result))
+            # the kernel's own sendmmsg reports each message's count in its msg_len
+            kernel.process_vm_write(n.pid, entry + MSGHDR.size, struct.pack("=I", result))
             sent += 1
         return sent
 
-    def _socket(self, n: kernel.SeccompNotif, fd: int) -> socket.socket | None:
+    def _socket(self, n: kernel.SeccompNotif, fd: int) -> socket.socket:
+        """The caller's socket `fd`, duplicated into ours (Refused when it is none)."""
         try:
             pidfd = kernel.pidfd_open_thread(n.pid)
         except OSError:
@@ -242,16 +241,14 @@ class Supervisor:
         return name, b"".join(chunks), control
 
     def _judge_control(self, control: bytes) -> None:
-        offset = 0
-        while offset + CMSG_HEAD.size <= len(control):
-            cmsg_len, level, type_ = CMSG_HEAD.unpack_from(control, offset)
-            if cmsg_len < CMSG_HEAD.size or cmsg_len > len(control) - offset:
-                raise Refused(errno.EINVAL)
+        messages = sockaddr.control_messages(control)
+        if messages is None:
+            raise Refused(errno.EINVAL)
+        for level, type_ in messages:
             verdict = decide.control_message(self.policy, level, type_)
             if not verdict.allowed:
                 raise Refused(self.policy.errno, verdict.rule, verdict.reason,
                               {"level": level, "cmsg": type_})
-            offset += (cmsg_len + 7) & ~7
 
     def _log(self, n: kernel.SeccompNotif, refused: Refused) -> None:
         if self.log_fd is None:

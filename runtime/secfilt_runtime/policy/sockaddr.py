@@ -81,6 +81,22 @@ def parse(raw: bytes, addrlen: int, call: Call = "send") -> Destination:
     return Destination(family, None, None, length)
 
 
+def control_messages(data: bytes, compat: bool = False) -> list[tuple[int, int]] | None:
+    """(level, type) of each control message in a sendmsg's control buffer, walked as the
+    kernel's __scm_send / CMSG_NXTHDR walk it (`compat`: the i386 layout); None when one is
+    malformed (the kernel answers EINVAL)."""
+    head, align, fmt = (12, 4, "<Iii") if compat else (16, 8, "<Qii")
+    found: list[tuple[int, int]] = []
+    offset = 0
+    while offset + head <= len(data):
+        cmsg_len, level, type_ = struct.unpack_from(fmt, data, offset)
+        if cmsg_len < head or cmsg_len > len(data) - offset:
+            return None
+        found.append((level, type_))
+        offset += (cmsg_len + align - 1) & ~(align - 1)
+    return found
+
+
 def _inet4(data: bytes, family: int) -> Destination:
     if len(data) < SOCKADDR_IN_LEN:
         return Destination(family, None, None, len(data), inet=True)

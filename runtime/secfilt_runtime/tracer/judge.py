@@ -321,17 +321,14 @@ class Judge:
         if length > CONTROL_MAX:
             return Decision(False, errno.ENOBUFS, reason=f"control data of {length} bytes")
         data = self.memory.read(tid, control, length, "control messages")
-        head, align, fmt = (12, 4, "<Iii") if compat else (16, 8, "<Qii")
-        offset = 0
-        while offset + head <= length:
-            cmsg_len, level, type_ = struct.unpack_from(fmt, data, offset)
-            if cmsg_len < head or cmsg_len > length - offset:
-                return Decision(False, errno.EINVAL, reason="malformed control message")
+        messages = sockaddr.control_messages(data, compat)
+        if messages is None:
+            return Decision(False, errno.EINVAL, reason="malformed control message")
+        for level, type_ in messages:
             if (level, type_) in syscalls.ROUTING_CMSGS:
                 return Decision(False, self.policy.errno, decide.destination_rule(self.policy),
                                 "a source route sends to its first hop, not the address",
                                 True, details={"level": level, "cmsg": type_})
-            offset += (cmsg_len + align - 1) & ~(align - 1)
         return None
 
     def _destination(self, tid: int, ptr: int, length: int, call: str) -> Decision:
