@@ -2,7 +2,7 @@
 address it is about to use, after copying it from the process, so a thread rewriting the
 sockaddr after the tracer's check changes nothing (the race the tracer alone loses).
 
-Four programs, one per hook: BPF_CGROUP_INET4_CONNECT and INET6_CONNECT (every TCP and UDP
+Four programs, one per sock_addr hook: BPF_CGROUP_INET4_CONNECT and INET6_CONNECT (every TCP and UDP
 connect, TCP Fast Open's sendto included: tcp_sendmsg_fastopen runs the connect hook) and
 UDP4_SENDMSG and UDP6_SENDMSG (every datagram sent with an address). They are attached to a
 cgroup2 directory with BPF_F_ALLOW_MULTI and bind every socket created by a process in that
@@ -213,13 +213,11 @@ class _Builder:
         self.p.label(skip)
 
     def verdicts(self) -> None:
-        # the verifier refuses unreachable instructions: only the verdicts some jump names
-        targets = {i.off for i in self.p.items if isinstance(i, Insn) and isinstance(i.off, str)}
+        # a verdict no jump reaches is dropped by Program.assemble
         for name, value in (("allow", 1), ("deny", 0)):
-            if name in targets:
-                self.p.label(name)
-                self.p.emit(Insn(MOV64_K, dst=R0, imm=value))
-                self.p.emit(Insn(EXIT))
+            self.p.label(name)
+            self.p.emit(Insn(MOV64_K, dst=R0, imm=value))
+            self.p.emit(Insn(EXIT))
 
     def check(self, version: int) -> None:
         """The decision for an address in R_IP4 (version 4) or R_W0..R_W3 (6)."""
@@ -351,8 +349,9 @@ def available() -> bool:
 class CommandCgroup:
     """A cgroup2 directory of its own for `secfilt`'s command, holding the programs: the host
     has no container cgroup to put them on. Made below the caller's own cgroup2 directory;
-    the command joins it and then enters a cgroup namespace rooted there, so writing another
-    cgroup's cgroup.procs (a way out from under the programs) fails with ENOENT even for root."""
+    the command joins it, then gets a cgroup namespace rooted there and a mount namespace whose
+    cgroup mounts are read-only, so it cannot write itself into another cgroup (a way out from
+    under the programs), even as root."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -360,12 +359,13 @@ class CommandCgroup:
     @classmethod
     def make(cls, policy: Policy) -> CommandCgroup | None:
         """The cgroup with the programs attached, or None when this caller cannot have one
-        (not root, no cgroup2, no cgroup BPF): the tracer alone then judges destinations."""
+        (not root, no cgroup2, no cgroup BPF): the supervisor then holds the destination
+        rules. No probe first: the mkdir or the load itself says whether it may."""
         if not applies(policy):
             return None
         base = own_cgroup2_dir()
-        if base is None or not available():
-            log.info("destination rules: no cgroup BPF here, the tracer alone judges them")
+        if base is None:
+            log.info("destination rules: no cgroup2 here, the supervisor judges them")
             return None
         path = os.path.join(base, f"secfilt-{os.getpid()}")
         try:
@@ -379,9 +379,10 @@ class CommandCgroup:
             attach(path, policy)
         except OSError as e:
             group.remove()
-            if e.errno not in (errno.EPERM, errno.EACCES):
+            if e.errno not in (errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EINVAL):
                 raise
-            log.info(f"destination rules: cannot attach to {path}: {e.strerror}")
+            log.info(f"destination rules: cannot attach to {path}: {e.strerror}; the "
+                     "supervisor judges them")
             return None
         except BaseException:
             group.remove()
