@@ -269,7 +269,7 @@ def _forward(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def _child(go: int, policy: Policy, filters: object, command: list[str],
+def _child(go: int, policy: Policy, filters: Filters, command: list[str],
            group: CommandCgroup | None = None) -> NoReturn:
     from . import kernel, seccomp
     from .policy import landlock
@@ -288,7 +288,7 @@ def _child(go: int, policy: Policy, filters: object, command: list[str],
         if policy.restricts_writes and not policy.audit:
             _read_only_mounts(policy)
         landlock.restrict_self(policy)
-        seccomp.install(filters)  # type: ignore[arg-type]
+        seccomp.install(filters)
         where = command[0]
         try:
             os.execvp(command[0], command)

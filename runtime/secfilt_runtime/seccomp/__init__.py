@@ -88,7 +88,7 @@ def prepare(spec_seccomp: dict[str, Any] | None, policy: Policy | None, *,
     pol = policy_profile(policy, supervised)
     if profile is None and pol is None:
         return Filters()
-    listener = profile is not None and any(r.action.name == NOTIFY for r in profile.rules)
+    listener = _has_notify(profile)
     if profile is not None:
         loader.check_supported(profile.flags)
     if pol is not None and pol.flags:
