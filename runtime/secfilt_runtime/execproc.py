@@ -18,13 +18,12 @@ defaults of the process itself (args, env, user, cwd...), as it does for runc's 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
 from typing import Any, NoReturn
 
-from . import confinement, kernel, nsjoin, seccomp
+from . import confinement, kernel, nsjoin, records, seccomp
 from . import spec as spec_mod
 from .console import Console, send_to_socket
 from .container import process, terminal
@@ -48,7 +47,7 @@ from .state import StateStore
 from .sync import Channel, ChildVanished
 
 
-@dataclasses.dataclass(frozen=True)
+@records.record(frozen=True)
 class ExecOptions:
     """What the command line says about the process (runc's exec flags)."""
 
@@ -93,13 +92,13 @@ def build_process(base: Process | None, opts: ExecOptions) -> Process:
         user = User(uid=uid, gid=base.user.gid if gid is None else gid, umask=base.user.umask,
                     additional_gids=())
     if opts.additional_gids:
-        user = dataclasses.replace(user, additional_gids=opts.additional_gids)
+        user = records.replace(user, additional_gids=opts.additional_gids)
     caps = base.capabilities
     if opts.cap_add and caps is not None:
-        caps = dataclasses.replace(caps, **{
+        caps = records.replace(caps, **{
             k: tuple(dict.fromkeys(getattr(caps, k) + opts.cap_add))
             for k in ("bounding", "effective", "permitted")})
-    return dataclasses.replace(
+    return records.replace(
         base, args=opts.args, terminal=opts.tty, cwd=opts.cwd or base.cwd,
         env=base.env + opts.env, user=user, capabilities=caps,
         no_new_privileges=base.no_new_privileges or opts.no_new_privs,
@@ -149,8 +148,8 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
     # the confinement create saved, not config.json's (which may have been edited since)
     policy, saved_seccomp = confinement.from_state(st.confinement, st.id,
                                                    traced=bool(st.tracer_socket))
-    spec = dataclasses.replace(spec, process=proc,
-                               linux=dataclasses.replace(spec.linux, seccomp=saved_seccomp))
+    spec = records.replace(spec, process=proc,
+                               linux=records.replace(spec.linux, seccomp=saved_seccomp))
     refuse_what_is_not_applied(spec, proc)
     for warning in process.check(proc):
         log.warning(warning)

@@ -22,17 +22,17 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, ContainerError
+from .records import record
 
 PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
           "poststop")
 _OUTPUT_LIMIT = 4096
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Hook:
     path: str
     args: tuple[str, ...] = ()

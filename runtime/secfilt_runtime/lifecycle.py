@@ -7,19 +7,17 @@ an ExitStack before the next step, so a failure anywhere leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import os
 import signal
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 # `run` is timed against runc: modules only some containers need (hooks, terminal, policy
 # parsing, the tracer) are imported where they are used, not here
-from . import schema, seccomp
+from . import records, schema, seccomp
 from . import spec as spec_mod
 from .container import namespaces, process, system
 from .container.cgroups import UNIFIED, Cgroup
@@ -27,6 +25,7 @@ from .container.init import stage1_main
 from .errors import ConfigError, ContainerError
 from .log import log
 from .policy.model import Policy
+from .records import record
 from .spec import Process, Spec
 from .state import SHORT_SOCKET_DIR, START_SOCKET, State, StateStore, proc_start_time
 from .sync import Channel, ChildVanished
@@ -39,7 +38,7 @@ from .waitstatus import exit_code
 _ALL_SIGNALS = frozenset(range(1, signal.NSIG)) - {signal.SIGKILL, signal.SIGSTOP, 32, 33}
 
 
-@dataclass
+@record
 class Prepared:
     """What create and run compute before anything is created."""
 
@@ -67,13 +66,13 @@ def prepare(bundle: str, root: str) -> Prepared:
         # (guard_destinations): where cgroup2 is mounted with nsdelegate, a cgroup namespace
         # rooted there keeps even root from writing itself into another cgroup (elsewhere the
         # init's read-only cgroup mounts do: cgroup_net.seal_cgroup_mounts)
-        plan = dataclasses.replace(plan, new=plan.new | {"cgroup"})
+        plan = records.replace(plan, new=plan.new | {"cgroup"})
     filters = seccomp.prepare(spec.linux.seccomp, policy,
                               cache_dir=os.path.join(root, "seccomp-cache"))
     return Prepared(spec, plan, policy, filters)
 
 
-@dataclass
+@record
 class Launched:
     """A container whose init is set up and waits for "start"."""
 

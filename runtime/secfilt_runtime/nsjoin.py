@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 
 from . import kernel
 from .errors import ContainerError
+from .records import record
 from .state import proc_start_time
 from .waitstatus import exit_code
 
@@ -25,7 +25,7 @@ ORDER = (("user", kernel.CLONE_NEWUSER), ("ipc", kernel.CLONE_NEWIPC),
          ("cgroup", kernel.CLONE_NEWCGROUP), ("mnt", kernel.CLONE_NEWNS))
 
 
-@dataclass
+@record
 class Joins:
     fds: list[tuple[str, int, int]]  # (name, fd, clone flag)
 

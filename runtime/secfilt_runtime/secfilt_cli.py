@@ -15,13 +15,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .errors import SecfiltError
 from .policy import parse
 from .policy.model import Policy
+from .records import field, record
 from .waitstatus import exit_code
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class UsageError(Exception):
     """A command line secfilt cannot run: printed as `secfilt: <message>`, exit 2."""
 
 
-@dataclass
+@record
 class Invocation:
     command: list[str]
     configs: list[str] = field(default_factory=list)
@@ -133,7 +133,7 @@ def policy_of(inv: Invocation) -> Policy:
     settings += inv.settings
     policy = parse.build(settings, rootfs="/", strict_bools=False)
     if inv.verbose and policy.log_path is None:
-        from dataclasses import replace
+        from .records import replace
 
         policy = replace(policy, log_path=STDERR_LOG)
     elif policy.log_path is not None:

@@ -1,4 +1,4 @@
-"""The parsed OCI runtime configuration: typed dataclasses built from a validated config.json.
+"""The parsed OCI runtime configuration: typed records built from a validated config.json.
 
 `load_bundle` is the one entry point: it reads the file, validates it against our schemas
 (`schema.validate_config`), and converts the document into a `Spec`. Fields the runtime does not
@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .records import field, fields, record
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class User:
     uid: int = 0
     gid: int = 0
@@ -25,7 +25,7 @@ class User:
     additional_gids: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Capabilities:
     bounding: tuple[str, ...] = ()
     effective: tuple[str, ...] = ()
@@ -34,14 +34,14 @@ class Capabilities:
     ambient: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rlimit:
     type: str
     soft: int
     hard: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Process:
     args: tuple[str, ...]
     cwd: str
@@ -58,13 +58,13 @@ class Process:
     selinux_label: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Root:
     path: str  # absolute, resolved against the bundle directory
     readonly: bool = False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     destination: str
     type: str | None = None
@@ -72,20 +72,20 @@ class Mount:
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Namespace:
     type: str
     path: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IdMapping:
     container_id: int
     host_id: int
     size: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Device:
     path: str
     type: str  # c, b, u or p
@@ -96,7 +96,7 @@ class Device:
     gid: int | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Linux:
     namespaces: tuple[Namespace, ...] = ()
     uid_mappings: tuple[IdMapping, ...] = ()
@@ -120,7 +120,7 @@ class Linux:
         return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Spec:
     oci_version: str
     bundle: str  # absolute path of the bundle directory
@@ -212,7 +212,7 @@ def _process(p: dict[str, Any]) -> Process:
         capabilities=None
         if caps is None
         else Capabilities(
-            **{k: tuple(caps.get(k) or ()) for k in Capabilities.__dataclass_fields__}
+            **{k: tuple(caps.get(k) or ()) for k in (f.name for f in fields(Capabilities))}
         ),
         rlimits=tuple(Rlimit(r["type"], r["soft"], r["hard"]) for r in p.get("rlimits") or ()),
         no_new_privileges=bool(p.get("noNewPrivileges", False)),

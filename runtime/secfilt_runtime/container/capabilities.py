@@ -8,9 +8,9 @@ with a warning, as runc does, so one config works across kernel versions.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..records import record
 from ..spec import Capabilities
 
 # Numbers from <linux/capability.h>; a name's index is its capability number.
@@ -109,7 +109,7 @@ def all_mask(kernel_last_cap: int = LAST_KNOWN_CAP) -> int:
     return (1 << (kernel_last_cap + 1)) - 1
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CapMasks:
     """The five sets of process.capabilities as masks, plus names skipped for an old kernel."""
 

@@ -22,12 +22,12 @@ import posixpath
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import kernel
 from ..errors import ConfigError, ContainerError
 from ..log import log
+from ..records import field, record
 from . import mountinfo
 
 if TYPE_CHECKING:  # a type only: `delete` and `kill --all` need no spec (~15 ms to import)
@@ -65,7 +65,7 @@ _FIELD = "linux.resources"
 # ---- pure: where the hierarchies are and where the container goes --------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Hierarchy:
     key: str  # v1 controller, "name=<x>", or UNIFIED
     mountpoint: str
@@ -203,7 +203,7 @@ def device_rule_line(rule: Mapping[str, Any]) -> str:
             f"{'*' if minor is None or minor < 0 else minor} {rule.get('access') or 'rwm'}")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Write:
     key: str  # hierarchy key
     file: str
@@ -387,7 +387,7 @@ def discover() -> dict[str, Hierarchy]:
     return parse_mountinfo(_read("/proc/self/mountinfo"))
 
 
-@dataclass
+@record
 class Cgroup:
     paths: dict[str, str]  # hierarchy key -> the container's directory
     version: int = 1  # 2: pure cgroup v2 host

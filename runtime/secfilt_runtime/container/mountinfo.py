@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from ..records import record
 
 _ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MountEntry:
     root: str  # the part of the filesystem the mount shows
     mount_point: str

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .. import kernel as k
+from ..records import record
 
 # option -> (flag, set it?) ; an option that clears a flag wins over an earlier one that set it
 _FLAG_OPTIONS: dict[str, tuple[int, bool]] = {
@@ -65,7 +64,7 @@ BIND_REMOUNT_FLAGS = (
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MountOptions:
     flags: int = 0  # MS_* for mount(2), without MS_BIND/MS_REC
     cleared: int = 0  # MS_* flags an option asked to clear ("rw", "suid", "dev", ...)

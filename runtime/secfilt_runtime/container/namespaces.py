@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from .. import kernel
 from ..errors import ConfigError, ContainerError
+from ..records import record
 from ..spec import IdMapping, Linux
 
 # Joining the user namespace first grants the capabilities needed to join the namespaces it owns.
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "mount", "cgroup", "time")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NamespacePlan:
     join: tuple[tuple[str, str], ...]  # (type, path), in the order to join
     new: frozenset[str]

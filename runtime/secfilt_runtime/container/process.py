@@ -17,17 +17,16 @@ and PR_CAPBSET_DROP needs CAP_SETPCAP effective.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import resource
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import NoReturn
 
-from .. import kernel
+from .. import kernel, records
 from ..errors import ConfigError, ContainerError
+from ..records import record
 from ..spec import Process, Spec
 from . import capabilities as caps_mod
 
@@ -56,7 +55,7 @@ RLIMITS: dict[str, int] = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExecPlan:
     path: str  # the executable, as found by the lookup
     args: tuple[str, ...]
@@ -424,7 +423,7 @@ def chdir_late(plan: ExecPlan) -> ExecPlan:
         except OSError as e:
             raise ContainerError(f"process.cwd ({plan.cwd_later}): {e.strerror}") from None
         _verify_cwd(plan.cwd_later)
-    return dataclasses.replace(plan, cwd_later=None)
+    return records.replace(plan, cwd_later=None)
 
 
 def exec_process(plan: ExecPlan) -> NoReturn:

@@ -12,11 +12,11 @@ import contextlib
 import errno
 import os
 import stat
-from dataclasses import dataclass, field
 
 from .. import kernel
 from ..errors import ContainerError, SecfiltError
 from ..policy import mounts
+from ..records import field, record
 from ..spec import Mount, Spec
 from . import cgroups, devices, mountinfo, mountopts, paths
 
@@ -31,7 +31,7 @@ _UNSUPPORTED_OPTIONS = {"idmap": "id-mapped mounts", "ridmap": "id-mapped mounts
 _CGROUP_FLAGS = kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Hierarchy:
     """One cgroup hierarchy of the host and the init's cgroup in it."""
 
@@ -42,7 +42,7 @@ class _Hierarchy:
     rel: str | None  # the init's cgroup relative to the mount's root; None: not visible in it
 
 
-@dataclass
+@record
 class _Setup:
     root: str
     root_fd: int

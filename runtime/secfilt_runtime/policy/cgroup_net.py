@@ -30,9 +30,9 @@ import os
 import struct
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
+from ..records import record
 from .decide import DNS_PORT, LOOPBACK
 from .model import Policy
 
@@ -75,7 +75,7 @@ IPV6_ROUTING_CAPABLE = (0, 43, 60)   # hop-by-hop, routing, destination options
 R0, R_CTX, R_W0, R_W1, R_W2, R_W3, R_IP4, R_PORT, R_TMP = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Insn:
     code: int
     dst: int = 0

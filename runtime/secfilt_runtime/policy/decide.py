@@ -24,9 +24,9 @@ under the same rules: the first hop is a destination no sockaddr names.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
+from ..records import record
 from .model import Policy
 from .sockaddr import Destination
 
@@ -63,7 +63,7 @@ LOOPBACK = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
 DNS_PORT = 53
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verdict:
     allowed: bool
     rule: str      # the policy rule that decided ("" when no rule applies)
@@ -73,7 +73,7 @@ class Verdict:
 ALLOW = Verdict(True, "", "no rule applies")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SocketRules:
     """Which socket(family, type, protocol) calls a policy admits, as data for BPF.
 

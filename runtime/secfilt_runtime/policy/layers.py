@@ -22,9 +22,9 @@ rule that goes missing shows up here as "not enforced".
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from functools import cache
 
+from ..records import asdict, record
 from . import filter as policy_filter
 from .model import Policy
 
@@ -41,7 +41,7 @@ MOUNTS = "read-only mounts"
 RACE_FREE_LAYERS = frozenset({KERNEL, LANDLOCK, BPF, MOUNTS, CGROUP_BPF, SUPERVISOR})
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerRow:
     rule: str                 # the policy rule, as its flag/annotation suffix ("allow-write")
     covers: str               # what of the rule this row is about

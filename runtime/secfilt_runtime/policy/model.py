@@ -7,14 +7,15 @@ the Landlock ruleset (policy.landlock), the tracer's decisions (policy.decide).
 from __future__ import annotations
 
 import errno as errno_mod
-from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from typing import Literal
+
+from ..records import field, record
 
 Mode = Literal["enforce", "audit"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Policy:
     read_only: bool = False
     # canonical absolute paths, no trailing slash (except "/"); writes allowed at or below them

@@ -18,12 +18,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from functools import cache
 
 from .. import kernel
 from ..container import mountinfo
 from ..errors import SecfiltError
+from ..records import record
 
 CAP_SYS_ADMIN = 21
 # unshare(CLONE_NEWUSER) refused: by policy (EPERM, EACCES from an LSM), by a limit (ENOSPC,
@@ -183,7 +183,7 @@ def private_view(allow_write: tuple[str, ...], *, write_source: str, read_only_s
     return how
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Availability:
     """Whether secfilt's child gets its read-only mounts on this machine."""
 

@@ -13,11 +13,11 @@ import json
 import os
 import posixpath
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
 
 from ..errors import ConfigError
+from ..records import record
 from . import resolv
 from .model import Policy
 
@@ -41,7 +41,7 @@ _SYMLINK_LIMIT = 40
 Network = IPv4Network | IPv6Network
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Setting:
     key: str      # canonical key, without prefix
     value: str

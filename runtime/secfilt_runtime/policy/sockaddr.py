@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
+
+from ..records import record
 
 AF_UNSPEC = socket.AF_UNSPEC
 AF_INET = socket.AF_INET
@@ -31,7 +32,7 @@ SOCKADDR_IN6_MIN_LEN = 24
 Call = Literal["connect", "send"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Destination:
     family: int                                    # -1: not even the family could be read
     address: IPv4Address | IPv6Address | None     # None: none given, or unreadable

@@ -12,7 +12,8 @@ open_tree_attr): the filter names them all, the compiler skips what libseccomp c
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from ..records import record
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH_I386 = 0x40000003
@@ -74,7 +75,7 @@ class Follow(enum.Enum):
     IF_FLAG = "if"           # followed only if flags & bit (linkat's AT_SYMLINK_FOLLOW)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PathArg:
     """One path operand: `path` and `dirfd` are argument indexes (dirfd None: relative to
     the cwd, as the non-*at calls are)."""
@@ -89,7 +90,7 @@ class PathArg:
     creates: bool = False          # fails with EEXIST when the name exists
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Syscall:
     name: str
     group: Group

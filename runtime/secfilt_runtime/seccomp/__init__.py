@@ -16,12 +16,12 @@ allow seccomp(2) for the policy's program to follow.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import kernel
 from ..errors import ConfigError, ContainerError
 from ..log import log
+from ..records import field, record
 from . import bpf, cache, loader
 from .profile import AUDIT_ARCH, FLAG_NEW_LISTENER, NATIVE_ARCH, NOTIFY, Profile, parse, to_json
 
@@ -36,7 +36,7 @@ POLICY_ARCHITECTURES = ("SCMP_ARCH_X86",)
 _CAP_SYS_ADMIN = 21
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Program:
     source: str  # OCI_SOURCE or POLICY_SOURCE
     bpf: bytes
@@ -47,7 +47,7 @@ class Program:
         return bool(self.flags & FLAG_NEW_LISTENER)
 
 
-@dataclass
+@record
 class Filters:
     programs: tuple[Program, ...] = ()  # in install order
     listener_path: str | None = None

@@ -15,10 +15,10 @@ import contextlib
 import json
 import os
 import stat
-from dataclasses import dataclass
 from typing import Any
 
 from ..log import log
+from ..records import record
 from ..validcache import sha256
 
 # bump when compiler.py or the loader flags change what a given profile compiles to
@@ -26,7 +26,7 @@ COMPILER_VERSION = 3
 _MAX_ENTRY = 16 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     programs: tuple[tuple[str, bytes, int], ...]  # (source, bpf, flags) in install order
     skipped: tuple[str, ...] = ()

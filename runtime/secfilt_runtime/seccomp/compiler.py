@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
 
 import pyseccomp
 
 from ..errors import ConfigError
+from ..records import record
 from . import enosys
 from .profile import AUDIT_ARCH, NATIVE_ARCH, Action, ArgCondition, Profile
 
@@ -28,7 +28,7 @@ _OPS = {"SCMP_CMP_NE": pyseccomp.NE, "SCMP_CMP_LT": pyseccomp.LT, "SCMP_CMP_LE":
 _NR_SCMP_ERROR = -1
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Compiled:
     bpf: bytes
     skipped: tuple[str, ...]  # syscall names libseccomp does not know, left out

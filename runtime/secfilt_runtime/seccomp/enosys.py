@@ -19,8 +19,8 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ..records import record
 from .profile import AUDIT_ARCH, Profile
 
 _INSN = struct.Struct("=HBBI")
@@ -50,7 +50,7 @@ def last_syscalls(profile: Profile, resolve: Callable[[str, str], int]) -> dict[
     return out
 
 
-@dataclass
+@record
 class _Jump:
     op: int
     k: int

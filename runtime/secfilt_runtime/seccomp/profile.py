@@ -6,23 +6,23 @@ Names follow the OCI spec (SCMP_ACT_*, SCMP_CMP_*, SCMP_ARCH_*, SECCOMP_FILTER_F
 
 from __future__ import annotations
 
-import dataclasses
 import errno as errno_mod
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from .. import records
 from ..errors import ConfigError
+from ..records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Action:
     name: str                 # "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", ...
     errno: int | None = None  # SCMP_ACT_ERRNO (errnoRet / defaultErrnoRet); None = EPERM
     data: int = 0             # SCMP_ACT_TRACE's data (the tracer never trusts it)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ArgCondition:
     index: int                # 0..5
     value: int
@@ -30,14 +30,14 @@ class ArgCondition:
     value_two: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rule:
     names: tuple[str, ...]
     action: Action
     args: tuple[ArgCondition, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Profile:
     default_action: Action
     rules: tuple[Rule, ...] = ()
@@ -191,4 +191,4 @@ def _rule(doc: object, field: str) -> Rule:
 
 def to_json(profile: Profile) -> dict[str, Any]:
     """A canonical, JSON-able form of a Profile (the cache key hashes it)."""
-    return dataclasses.asdict(profile)
+    return records.asdict(profile)

@@ -17,15 +17,15 @@ import socket
 import struct
 import threading
 from collections import deque
-from dataclasses import dataclass, field
 
 from ..errors import ContainerError
+from ..records import field, record
 
 WAKE_SIGNAL = signal.SIGUSR1
 _TIMEOUT = 10.0
 
 
-@dataclass
+@record
 class _Request:
     pid: int
     done: threading.Event = field(default_factory=threading.Event)

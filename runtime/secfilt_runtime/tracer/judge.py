@@ -14,13 +14,13 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from dataclasses import dataclass, field
 from typing import Any
 
 from .. import kernel
 from ..policy import decide, sockaddr, syscalls
 from ..policy.model import Policy
 from ..policy.syscalls import AUDIT_ARCH_I386, Group, PathArg, Syscall
+from ..records import field, record
 from .memory import Memory, Unreadable
 from .resolve import Fails, NotAFile, Resolver, Unjudgeable
 
@@ -33,7 +33,7 @@ ARCH_NAMES = {syscalls.AUDIT_ARCH_X86_64: "x86_64", AUDIT_ARCH_I386: "i386"}
 MEMO_MAX = 4096  # remembered verdicts per kind; forgotten all at once when full
 
 
-@dataclass
+@record
 class Decision:
     allowed: bool
     errno: int = 0

@@ -16,9 +16,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 
 from .. import kernel
+from ..records import record
 
 MAX_SYMLINKS = 40
 _O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -45,7 +45,7 @@ class NotAFile(Exception):
 _INTERNAL = ("pipe:", "socket:", "anon_inode:")
 
 
-@dataclass
+@record
 class _Dir:
     parts: list[str]   # canonical components below the root
     fd: int
