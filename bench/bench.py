@@ -112,9 +112,20 @@ def work_section(quick: bool) -> dict[str, Any]:
         # a source tree: this project's own files, several times over
         subprocess.run(["tar", "-cf", str(tarball), "-C", str(REPO), "runtime", "tests", "docs"],
                        check=True)
+        # a larger one, where the per-file cost shows rather than secfilt's start-up: the
+        # interpreter's standard library sources, without site-packages, tests and bytecode
+        stdlib = Path(os.__file__).parent
+        big_tarball = work / "stdlib.tar"
+        subprocess.run(["tar", "-cf", str(big_tarball), "--exclude=site-packages",
+                        "--exclude=__pycache__", "--exclude=test", "--exclude=tests",
+                        "-C", str(stdlib.parent), stdlib.name], check=True)
         forks = 100 if quick else 1000
-        untar = ["sh", "-c", f'rm -rf "{allowed}/x" && mkdir "{allowed}/x" && '
-                 f'tar -xf "{tarball}" -C "{allowed}/x"']
+
+        def untar_into(tar: Path) -> list[str]:
+            return ["sh", "-c", f'rm -rf "{allowed}/x" && mkdir "{allowed}/x" && '
+                    f'tar -xf "{tar}" -C "{allowed}/x"']
+
+        untar = untar_into(tarball)
         fork = ["sh", "-c", f"i=0; while [ $i -lt {forks} ]; do /bin/true; i=$((i+1)); done"]
         imports = [sys.executable, "-c", "import asyncio, email.parser, json, http.client, "
                    "xml.dom.minidom, decimal, unittest, argparse, sqlite3, ssl"]
@@ -122,13 +133,22 @@ def work_section(quick: bool) -> dict[str, Any]:
                   "--allowed-netmask=127.0.0.0/8"]
         rounds = 2 if quick else 7
         results = {}
-        for name, job in (("untar", untar), ("fork", fork), ("python imports", imports)):
+        jobs = [("untar", untar), ("fork", fork), ("python imports", imports)]
+        if not quick:
+            jobs.insert(1, (f"untar stdlib ({tar_members(big_tarball)} entries)",
+                            untar_into(big_tarball)))
+        for name, job in jobs:
             m = interleaved({"none": job, "policy": [*policy, *job]}, rounds)
             results[name] = {"none s": m["none"], "policy s": m["policy"],
                              "x none": m["policy"] / m["none"]}
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def tar_members(tar: Path) -> int:
+    return len(subprocess.run(["tar", "-tf", str(tar)], capture_output=True, text=True,
+                              check=True).stdout.splitlines())
 
 
 def peak_rss_kib(argv: list[str]) -> int:
