@@ -22,10 +22,14 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 from .errors import ConfigError, ContainerError
 from .records import record
+
+# annotations are strings: `typing` (~5 ms to import) only for the type checker
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
           "poststop")

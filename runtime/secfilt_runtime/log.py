@@ -6,12 +6,21 @@ command failed, so every fatal error goes there as well as to stderr.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
+import time
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+def utc_now() -> str:
+    """Now in RFC 3339, exactly as datetime.now(UTC).isoformat() writes it (microseconds,
+    truncated as datetime does; none at all on an exact second; "+00:00"), without importing
+    datetime: ~3 ms of every command's start here, for one timestamp."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{micros:06d}+00:00" if micros else f"{stamp}+00:00"
 
 
 class Log:
@@ -26,7 +35,7 @@ class Log:
         self.threshold = _LEVELS["debug" if debug else "info"]
 
     def _line(self, level: str, msg: str) -> str:
-        now = datetime.datetime.now(datetime.UTC).isoformat()
+        now = utc_now()
         if self.fmt == "json":
             return json.dumps({"level": level, "msg": msg, "time": now}) + "\n"
         return f'time="{now}" level={level} msg={json.dumps(msg)}\n'

@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .errors import SecfiltError
@@ -24,7 +23,11 @@ from .policy.model import Policy
 from .records import field, record
 from .waitstatus import exit_code
 
+# annotations are strings: `typing` (~5 ms to import) only for the type checker
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import NoReturn
+
     from .policy.cgroup_net import CommandCgroup
     from .seccomp import Filters
 

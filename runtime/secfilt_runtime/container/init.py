@@ -19,7 +19,6 @@ import signal
 import socket
 import struct
 import traceback  # not lazily: the init fails after pivot_root, away from the library
-from typing import NoReturn
 
 from .. import kernel, seccomp
 from ..errors import SecfiltError
@@ -30,6 +29,11 @@ from ..spec import Spec
 from ..sync import Channel
 from . import namespaces, process, rootfs, system, terminal
 from .namespaces import NamespacePlan
+
+# annotations are strings: `typing` (~5 ms to import) only for the type checker
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def _fail(chan: Channel, exc: BaseException) -> NoReturn:

@@ -7,12 +7,17 @@ the Landlock ruleset (policy.landlock), the tracer's decisions (policy.decide).
 from __future__ import annotations
 
 import errno as errno_mod
-from ipaddress import IPv4Network, IPv6Network
-from typing import Literal
 
 from ..records import field, record
 
-Mode = Literal["enforce", "audit"]
+# annotations are strings: typing and ipaddress (~8 ms of imports here) for the type checker
+# only; the modules that build networks import ipaddress themselves
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipaddress import IPv4Network, IPv6Network
+    from typing import Literal
+
+    Mode = Literal["enforce", "audit"]
 
 
 @record(frozen=True)

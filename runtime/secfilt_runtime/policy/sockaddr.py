@@ -17,9 +17,15 @@ from __future__ import annotations
 import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
-from typing import Literal
 
 from ..records import record
+
+# annotations are strings: `typing` (~5 ms to import) only for the type checker
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Call = Literal["connect", "send"]
 
 AF_UNSPEC = socket.AF_UNSPEC
 AF_INET = socket.AF_INET
@@ -28,8 +34,6 @@ AF_INET6 = socket.AF_INET6
 SOCKADDR_IN_LEN = 16
 # RFC 2133's sockaddr_in6 had no sin6_scope_id; the kernel still accepts that length
 SOCKADDR_IN6_MIN_LEN = 24
-
-Call = Literal["connect", "send"]
 
 
 @record(frozen=True)

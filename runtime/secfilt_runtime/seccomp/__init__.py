@@ -16,7 +16,6 @@ allow seccomp(2) for the policy's program to follow.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
 from .. import kernel
 from ..errors import ConfigError, ContainerError
@@ -25,7 +24,11 @@ from ..records import field, record
 from . import bpf, cache, loader
 from .profile import AUDIT_ARCH, FLAG_NEW_LISTENER, NATIVE_ARCH, NOTIFY, Profile, parse, to_json
 
+# annotations are strings: `typing` (~5 ms to import) only for the type checker
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..policy.model import Policy
     from .notify import Handoff
 

@@ -15,11 +15,15 @@ import contextlib
 import json
 import os
 import stat
-from typing import Any
 
 from ..log import log
 from ..records import record
 from ..validcache import sha256
+
+# annotations are strings: `typing` (~5 ms to import) only for the type checker
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # bump when compiler.py or the loader flags change what a given profile compiles to
 COMPILER_VERSION = 3
