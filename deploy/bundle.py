@@ -150,6 +150,13 @@ def project(src: Path) -> dict:
         return tomllib.load(f)["project"]
 
 
+def commands(src: Path) -> dict[str, str]:
+    """name -> module:function of the commands that the project installs as launcher scripts
+    (bin/ in pyproject.toml's [tool.secfilt-runtime.commands]) rather than console scripts."""
+    with open(src / "pyproject.toml", "rb") as f:
+        return tomllib.load(f).get("tool", {}).get("secfilt-runtime", {}).get("commands", {})
+
+
 def copy_source_packages(src: Path, site: Path) -> None:
     """The packages under the project's source root (setuptools' find where=...)."""
     with open(src / "pyproject.toml", "rb") as f:
@@ -189,7 +196,7 @@ def bundle(dest: Path, names: list[str], src: Path | None = None) -> None:
         names = [*names, *(n for r in meta.get("dependencies", [])
                            if (n := requirement_name(r)))]
         copy_source_packages(src, site)
-        scripts = meta.get("scripts", {})
+        scripts = meta.get("scripts") or commands(src)
     for dist in closure(names):
         copy_distribution(dist, site)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
