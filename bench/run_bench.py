@@ -158,8 +158,22 @@ def secfilt_command(arg: str | None) -> tuple[list[str], str | None]:
     return [sys.executable, "-m", "secfilt_runtime"], None
 
 
+def is_launcher(path: str) -> bool:
+    """A launcher of the project's bin/ (sh starting Python under -I -S), not a console script."""
+    with contextlib.suppress(OSError, UnicodeDecodeError), open(path) as f:
+        return f.readline().rstrip("\n") == "#!/bin/sh" and f.readline().startswith('""":"')
+    return False
+
+
 def interpreter_of(cmd: list[str]) -> str:
-    """The Python that runs secfilt-runtime: the console script's shebang, else cmd[0]."""
+    """The Python that runs secfilt-runtime: for a launcher, the python3 its sh part picks
+    (beside the script, links resolved, else the first on PATH); for a console script, its
+    shebang; else cmd[0]."""
+    if is_launcher(cmd[0]):
+        beside = Path(cmd[0]).resolve().parent / "python3"
+        if os.access(beside, os.X_OK):
+            return str(beside)
+        return shutil.which("python3") or sys.executable
     with contextlib.suppress(OSError, UnicodeDecodeError):
         first = Path(cmd[0]).read_text().split("\n", 1)[0]
         if first.startswith("#!") and "python" in first:
@@ -172,7 +186,9 @@ def byte_compile(cmd: list[str]) -> str:
     module edited since its .pyc was written is compiled again on every start while
     PYTHONDONTWRITEBYTECODE is set (it is in this project's VM): ~4 ms a module."""
     py = interpreter_of(cmd)
-    where = subprocess.run([py, "-c", "import os, secfilt_runtime; "
+    # a launcher runs under -I: the package it finds is site's, whatever PYTHONPATH says
+    isolated = ["-I"] if is_launcher(cmd[0]) else []
+    where = subprocess.run([py, *isolated, "-c", "import os, secfilt_runtime; "
                             "print(os.path.dirname(secfilt_runtime.__file__))"],
                            capture_output=True, text=True, check=False).stdout.strip()
     if not where:
