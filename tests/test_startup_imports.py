@@ -8,7 +8,11 @@ each path must not load; a module moves off a list only with a reason the path n
 from __future__ import annotations
 
 import datetime
+import io
+import sys
+import traceback
 
+from secfilt_runtime import errors, records
 from secfilt_runtime import log as log_mod
 
 
@@ -24,3 +28,33 @@ def test_utc_now_is_written_as_datetime_writes_it(monkeypatch) -> None:
         expected = datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(
             microsecond=micros).isoformat()
         assert log_mod.utc_now() == expected
+
+
+def test_warn_prints_the_bare_line_logging_printed(capsys) -> None:
+    errors.warn("Landlock is not available: the tracer alone judges writes and ports")
+    assert capsys.readouterr().err == (
+        "Landlock is not available: the tracer alone judges writes and ports\n")
+
+
+def test_warn_survives_a_stderr_that_cannot_be_written(monkeypatch) -> None:
+    monkeypatch.setattr(sys, "stderr", None)
+    errors.warn("nowhere to go")
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stderr", closed)
+    errors.warn("nowhere to go")
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+def test_the_init_words_an_internal_error_as_traceback_does() -> None:
+    """container.init reports an unexpected exception without the traceback module."""
+    from secfilt_runtime.container import init
+
+    for exc in (ValueError("bad value"), KeyError("process"), AssertionError(),
+                records.FrozenRecordError("frozen"), _Unprintable()):
+        expected = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        assert init._exception_only(exc) == expected

@@ -1,4 +1,7 @@
-"""Exceptions that carry a message fit for the user: what failed, on which file, field or path."""
+"""Exceptions that carry a message fit for the user: what failed, on which file, field or path;
+and `warn`, for what is worth saying but fails nothing."""
+
+import sys
 
 
 class SecfiltError(Exception):
@@ -15,3 +18,15 @@ class ContainerError(SecfiltError):
 
 class StateError(SecfiltError):
     """The container id is unknown, taken, or in the wrong state for the operation."""
+
+
+def warn(message: str) -> None:
+    """`message` on stderr, one bare line: what the policy modules printed through logging's
+    last-resort handler (nothing ever configured a handler), without logging's ~7 ms of imports,
+    and callable in a container's init after pivot_root, where nothing can be imported. Like
+    logging, a stderr that cannot be written fails nothing."""
+    try:
+        sys.stderr.write(f"{message}\n")
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):  # None, closed, or a broken pipe
+        pass

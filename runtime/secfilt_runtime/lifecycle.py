@@ -240,6 +240,8 @@ def guard_destinations(cgroup: Cgroup, policy: Policy, container_id: str) -> Non
     """The policy's destination rules on the container's cgroup2 directory, checked by the
     kernel on the address it uses (policy.cgroup_net): before any process of the container
     exists, so every socket it will ever create is bound by them."""
+    if not policy.restricts_destinations:
+        return  # (without importing cgroup_net, as a write-only policy need not)
     from .policy import cgroup_net
 
     if not cgroup_net.applies(policy):

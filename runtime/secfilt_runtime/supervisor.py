@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import signal
 import socket
@@ -29,10 +28,9 @@ import struct
 import threading
 
 from . import kernel
+from .errors import warn
 from .policy import decide, sockaddr, syscalls
 from .policy.model import Policy
-
-log = logging.getLogger(__name__)
 
 NR_CONNECT, NR_SENDTO, NR_SENDMSG, NR_SENDMMSG = 42, 44, 46, 307  # x86_64
 NAMES = {NR_CONNECT: "connect", NR_SENDTO: "sendto", NR_SENDMSG: "sendmsg",
@@ -274,7 +272,7 @@ def start(handoff, pid: int, watch_fd: int, policy: Policy, log_path: str | None
         try:
             listener = handoff.take(pid, watch_fd)
         except Exception as e:  # the process is then killed by the tracer's exit
-            log.error(f"cannot take the seccomp listener: {e}")
+            warn(f"cannot take the seccomp listener: {e}")
             handoff.close()
             return
         if listener is None:

@@ -18,7 +18,6 @@ import os
 import signal
 import socket
 import struct
-import traceback  # not lazily: the init fails after pivot_root, away from the library
 
 from .. import kernel, seccomp
 from ..errors import SecfiltError
@@ -37,22 +36,40 @@ if TYPE_CHECKING:
 
 
 def _fail(chan: Channel, exc: BaseException) -> NoReturn:
+    # the traceback is walked by hand: the traceback module costs ~5 ms of imports (linecache,
+    # tokenize, textwrap) and the init may fail after pivot_root, away from the library
     if isinstance(exc, SecfiltError):
         message = str(exc)
     elif isinstance(exc, OSError):
         # the innermost frame that is not the syscall wrapper says which step failed
-        frames = traceback.extract_tb(exc.__traceback__)
-        frame = next((f for f in reversed(frames) if not f.filename.endswith("kernel.py")),
-                     frames[-1])
-        message = f"container setup: {exc} (in {frame.name})"
+        codes = []
+        tb = exc.__traceback__
+        while tb is not None:
+            codes.append(tb.tb_frame.f_code)
+            tb = tb.tb_next
+        code = next((c for c in reversed(codes) if not c.co_filename.endswith("kernel.py")),
+                    codes[-1])
+        message = f"container setup: {exc} (in {code.co_name})"
     else:
-        message = "container setup: internal error: " + "".join(
-            traceback.format_exception_only(type(exc), exc)
-        ).strip()
+        message = f"container setup: internal error: {_exception_only(exc)}"
     try:
         chan.send("error", message=message)
     finally:
         os._exit(1)
+
+
+def _exception_only(exc: BaseException) -> str:
+    """`Type: message`, as traceback.format_exception_only words it (the module's name before
+    a type that is not a builtin one)."""
+    cls = type(exc)
+    name = cls.__qualname__
+    if cls.__module__ not in ("builtins", "__main__"):
+        name = f"{cls.__module__}.{name}"
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - as traceback: a __str__ that fails is not the error
+        text = "<exception str() failed>"
+    return f"{name}: {text}" if text else name
 
 
 def stage1_main(chan: Channel, spec: Spec, plan: NamespacePlan,

@@ -25,18 +25,16 @@ UDP-Lite (no connect hook), raw and packet sockets, SCTP, MPTCP.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import struct
 import sys
 from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
 
+from ..errors import warn
 from ..records import record
 from .decide import DNS_PORT, LOOPBACK
 from .model import Policy
-
-log = logging.getLogger(__name__)
 
 # include/uapi/linux/bpf.h: enum bpf_attach_type
 INET4_CONNECT, INET6_CONNECT, UDP4_SENDMSG, UDP6_SENDMSG = 10, 11, 14, 15
@@ -365,14 +363,11 @@ class CommandCgroup:
             return None
         base = own_cgroup2_dir()
         if base is None:
-            log.info("destination rules: no cgroup2 here, the supervisor judges them")
-            return None
+            return None  # no cgroup2 here
         path = os.path.join(base, f"secfilt-{os.getpid()}")
         try:
             os.mkdir(path, 0o755)
-        except OSError as e:  # a read-only or foreign cgroup2 (inside a container, say)
-            log.info(f"destination rules: cannot make {path}: {e.strerror}; the supervisor "
-                     "judges them")
+        except OSError:  # a read-only or foreign cgroup2 (inside a container, say)
             return None
         group = cls(path)
         try:
@@ -381,9 +376,7 @@ class CommandCgroup:
             group.remove()
             if e.errno not in (errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EINVAL):
                 raise
-            log.info(f"destination rules: cannot attach to {path}: {e.strerror}; the "
-                     "supervisor judges them")
-            return None
+            return None  # no cgroup BPF for this caller
         except BaseException:
             group.remove()
             raise
@@ -421,7 +414,7 @@ class CommandCgroup:
                 return
             except OSError as e:
                 if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                    log.warning(f"cannot remove {self.path}: {e.strerror}")
+                    warn(f"cannot remove {self.path}: {e.strerror}")
                     return
                 time.sleep(0.01)
 

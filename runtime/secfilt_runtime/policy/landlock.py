@@ -24,15 +24,13 @@ INET destination, loopback included, exactly what Landlock's port rules express.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import stat
 
 from .. import kernel
 from ..container import paths
+from ..errors import warn
 from .model import Policy
-
-log = logging.getLogger(__name__)
 
 # include/uapi/linux/landlock.h
 ACCESS_FS_WRITE_FILE = 1 << 1
@@ -91,7 +89,7 @@ def restrict_self(policy: Policy, root: str = "/") -> None:
         return
     version = abi()
     if version == 0:
-        log.warning("Landlock is not available: the tracer alone judges writes and ports")
+        warn("Landlock is not available: the tracer alone judges writes and ports")
         return
     handled_fs = write_access(version) if policy.restricts_writes else 0
     handled_net = ACCESS_NET_CONNECT_TCP if policy.ports and version >= 4 else 0
