@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime
 import io
+import socket
 import sys
 import traceback
 
-from secfilt_runtime import errors, records
+from secfilt_runtime import errors, records, state
 from secfilt_runtime import log as log_mod
 
 
@@ -28,6 +29,32 @@ def test_utc_now_is_written_as_datetime_writes_it(monkeypatch) -> None:
         expected = datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(
             microsecond=micros).isoformat()
         assert log_mod.utc_now() == expected
+
+
+def test_remove_tree_removes_what_rmtree_would_and_follows_no_link(tmp_path) -> None:
+    """state.remove_tree stands in for shutil.rmtree(ignore_errors=True) on state directories."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    victim = tmp_path / "state" / "c1"
+    victim.mkdir(parents=True)
+    (victim / "state.json").write_text("{}")
+    (victim / "link").symlink_to(outside)
+    (victim / "file-link").symlink_to(outside / "keep")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.bind(str(victim / "start.sock"))
+    (victim / "sub" / "deeper").mkdir(parents=True)
+    (victim / "sub" / "deeper" / "f").write_text("x")
+    (victim / "sub" / "link").symlink_to(outside)
+    state.remove_tree(str(victim))
+    assert not victim.exists() and not victim.is_symlink()
+    assert (outside / "keep").read_text() == "x"
+
+    state.remove_tree(str(victim))  # gone already: nothing to do, no error
+    linked = tmp_path / "state" / "c2"
+    linked.symlink_to(outside)
+    state.remove_tree(str(linked))  # a link to a directory is not a tree to remove (as rmtree)
+    assert linked.is_symlink() and (outside / "keep").exists()
 
 
 def test_warn_prints_the_bare_line_logging_printed(capsys) -> None:
