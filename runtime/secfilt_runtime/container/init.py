@@ -26,7 +26,7 @@ from ..policy.model import Policy
 from ..seccomp import Filters
 from ..spec import Spec
 from ..sync import Channel
-from . import namespaces, process, rootfs, system, terminal
+from . import namespaces, process, rootfs, system
 from .namespaces import NamespacePlan
 
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
@@ -130,6 +130,10 @@ def _init(chan: Channel, spec: Spec, filters: Filters) -> NoReturn:
     assert spec.process is not None
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
     os.setsid()
+    if spec.process.terminal:
+        # termios is an extension module of the host's library: imported here, before
+        # pivot_root, and only by a container that has a terminal
+        from . import terminal
     rootfs.prepare(spec)
     system.apply(spec)
     rootfs.finalize(spec)

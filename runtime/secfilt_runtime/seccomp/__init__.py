@@ -21,7 +21,6 @@ from .. import kernel
 from ..errors import ConfigError, ContainerError
 from ..log import log
 from ..records import field, record
-from . import bpf, cache, loader
 from .profile import AUDIT_ARCH, FLAG_NEW_LISTENER, NATIVE_ARCH, NOTIFY, Profile, parse, to_json
 
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..policy.model import Policy
+    from . import cache
     from .notify import Handoff
 
 OCI_SOURCE = "linux.seccomp"
@@ -91,6 +91,10 @@ def prepare(spec_seccomp: dict[str, Any] | None, policy: Policy | None, *,
     pol = policy_profile(policy, supervised)
     if profile is None and pol is None:
         return Filters()
+    # here, not at the top: a container without filters needs none of them (install, in the
+    # init, needs only the kernel)
+    from . import loader
+
     listener = _has_notify(profile)
     if profile is not None:
         loader.check_supported(profile.flags)
@@ -128,6 +132,8 @@ def refuse_if_exec_denied(programs: list[bytes]) -> None:
     report why (its report is a syscall the filter may deny too): refuse it up front. Judged
     for two unrelated argument vectors, so a rule about execve's arguments is not mistaken for
     a denial of every execve."""
+    from . import bpf
+
     machine = os.uname().machine
     native = NATIVE_ARCH.get(machine)
     if native is None or machine not in _EXECVE:
@@ -142,6 +148,8 @@ def refuse_if_exec_denied(programs: list[bytes]) -> None:
 
 def _compile_cached(profile: Profile | None, pol: Profile | None, listener: bool,
                     cache_dir: str | None) -> cache.Entry:
+    from . import cache
+
     try:
         version = kernel.libseccomp_version()
     except OSError as e:
@@ -161,7 +169,7 @@ def _compile_cached(profile: Profile | None, pol: Profile | None, listener: bool
 
 
 def compile_entry(profile: Profile | None, pol: Profile | None, listener: bool) -> cache.Entry:
-    from . import compiler  # libseccomp only on a cache miss
+    from . import cache, compiler, loader  # libseccomp only on a cache miss
 
     programs: list[tuple[str, bytes, int]] = []
     skipped: tuple[str, ...] = ()
