@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import datetime
 import io
+import os
+import site
 import socket
+import subprocess
 import sys
+import tempfile
 import traceback
+
+import pytest
+from test_lifecycle import created
 
 from secfilt_runtime import errors, records, state
 from secfilt_runtime import log as log_mod
+
+from conftest import REPO, Runtime, needs_root
 
 
 def test_utc_now_is_written_as_datetime_writes_it(monkeypatch) -> None:
@@ -85,3 +94,147 @@ def test_the_init_words_an_internal_error_as_traceback_does() -> None:
                 records.FrozenRecordError("frozen"), _Unprintable()):
         expected = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         assert init._exception_only(exc) == expected
+
+
+# --- what each path imports ------------------------------------------------------------------
+
+# Never needed by a warm start of any path below; each measured at milliseconds here.
+NEVER = frozenset({
+    "logging",      # errors.warn (with threading, weakref, string: ~7 ms)
+    "traceback",    # container.init words its errors itself (linecache, tokenize: ~5 ms)
+    "linecache", "tokenize", "textwrap",
+    "datetime",     # log.utc_now (~3 ms)
+    "shutil",       # state.remove_tree (with bz2, lzma, fnmatch: ~4 ms)
+    "bz2", "lzma",
+    "base64",       # binascii
+    "dataclasses", "inspect",  # records (~35 ms)
+    "hashlib",      # _sha256 (OpenSSL: ~12 ms)
+    "subprocess", "ctypes.util",
+    "importlib.resources",  # schema files are read only when validating for real
+    # warm: the verdict and filter caches stand in for these
+    "jsonschema", "referencing", "pyseccomp", "seccomp", "typer", "click", "pydantic",
+    "secfilt_runtime.hooks", "secfilt_runtime.seccomp.compiler",
+})
+# a container without a policy, seccomp profile or terminal
+RUN = NEVER | {
+    "typing",       # names under TYPE_CHECKING = False only (~5 ms)
+    "socket", "selectors", "array",  # sync uses _socket (~5 ms)
+    "ipaddress", "threading", "termios",
+    "secfilt_runtime.policy.parse", "secfilt_runtime.tracer",
+    "secfilt_runtime.policy.cgroup_net", "secfilt_runtime.console",
+    "secfilt_runtime.container.terminal", "secfilt_runtime.seccomp.cache",
+}
+# under a read-only policy the tracer runs; it imports typing, socket and threading today
+# (tracer.judge, tracer.log, tracer.control) and the policy's decisions ipaddress
+RUN_READ_ONLY = NEVER | {
+    "secfilt_runtime.policy.cgroup_net",  # no destination rules
+    "secfilt_runtime.supervisor", "secfilt_runtime.console", "termios",
+}
+SECFILT_READ_ONLY = RUN_READ_ONLY | {
+    "secfilt_runtime.lifecycle", "secfilt_runtime.spec", "secfilt_runtime.schema",
+    "secfilt_runtime.state",
+}
+STATE = NEVER | RUN | {
+    "signal", "ctypes", "_socket", "select", "struct",
+    "secfilt_runtime.kernel", "secfilt_runtime.spec", "secfilt_runtime.container.cgroups",
+}
+
+RUNTIME_DIR = str(REPO / "runtime")
+
+
+def imported_by(code: str, *args: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules `code` imports beyond a bare interpreter, run as the launcher runs the
+    commands (python -I -S, the package and site-packages put on sys.path by hand)."""
+    with tempfile.NamedTemporaryFile("r") as out:
+        prologue = (
+            "import sys\n"
+            "bare = set(sys.modules)\n"
+            f"sys.path[:0] = [{RUNTIME_DIR!r}, *{site.getsitepackages()!r}]\n"
+            f"out = {out.name!r}\n"
+        )
+        epilogue = (
+            "\nwith open(out, 'w') as f:\n"
+            "    f.write(' '.join(sorted(set(sys.modules) - bare)))\n"
+        )
+        r = subprocess.run([sys.executable, "-I", "-S", "-c", prologue + code + epilogue,
+                            *args], capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        return set(out.read().split())
+
+
+def _heavy(imported: set[str], forbidden: frozenset[str] | set[str]) -> list[str]:
+    return sorted(m for m in imported
+                  if m in forbidden or m.split(".")[0] in forbidden & NEVER)
+
+
+RUN_TWICE = (
+    "from secfilt_runtime import cli\n"
+    "code = cli.dispatch(['--root', sys.argv[1], 'run', '--bundle', sys.argv[2], sys.argv[3]])\n"
+    "assert code == 0, code\n"
+)
+
+# what `runc spec` writes that BASE_CONFIG lacks, so the run path sees the usual settings
+RUNC_SPEC_EXTRAS = {
+    "process": {"rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                "noNewPrivileges": True},
+    "linux": {"maskedPaths": ["/proc/kcore", "/sys/firmware"],
+              "readonlyPaths": ["/proc/bus", "/proc/sys"]},
+}
+
+
+def _warm_run_imports(runtime: Runtime, bundle) -> set[str]:
+    """The imports of the second run of `bundle` (the first fills the caches)."""
+    seen = set()
+    for i in range(2):
+        seen = imported_by(RUN_TWICE, str(runtime.state_root), str(bundle), f"{runtime.cid}-{i}")
+    return seen
+
+
+@needs_root
+@pytest.mark.e2e
+def test_run_without_a_policy_imports_only_what_it_uses(runtime: Runtime, make_bundle) -> None:
+    imported = _warm_run_imports(runtime, make_bundle(["true"], **RUNC_SPEC_EXTRAS))
+    assert "secfilt_runtime.lifecycle" in imported  # the check saw the run path
+    assert _heavy(imported, RUN) == []
+
+
+@needs_root
+@pytest.mark.e2e
+def test_run_under_a_read_only_policy_imports_only_what_it_uses(runtime: Runtime,
+                                                                 make_bundle) -> None:
+    bundle = make_bundle(["true"], annotations={"org.secfilter.read-only": "true"},
+                         **RUNC_SPEC_EXTRAS)
+    imported = _warm_run_imports(runtime, bundle)
+    assert {"secfilt_runtime.tracer", "secfilt_runtime.policy.landlock"} <= imported
+    assert _heavy(imported, RUN_READ_ONLY) == []
+
+
+@needs_root
+def test_secfilt_read_only_imports_only_what_it_uses(tmp_path) -> None:
+    code = (
+        "from secfilt_runtime import secfilt_cli\n"
+        "try:\n"
+        "    secfilt_cli.main(['--read-only=1', 'true'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+    )
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))  # its filter cache, warm the 2nd time
+    imported_by(code, env=env)
+    imported = imported_by(code, env=env)
+    assert "secfilt_runtime.tracer" in imported
+    assert _heavy(imported, SECFILT_READ_ONLY) == []
+
+
+@needs_root
+@pytest.mark.e2e
+def test_state_imports_only_what_it_uses(runtime: Runtime, make_bundle) -> None:
+    cid, _ = created(runtime, make_bundle, ["true"])
+    try:
+        imported = imported_by(
+            "from secfilt_runtime import cli\n"
+            "assert cli.dispatch(['--root', sys.argv[1], 'state', sys.argv[2]]) == 0\n",
+            str(runtime.state_root), cid)
+    finally:
+        runtime("delete", "--force", cid)
+    assert "secfilt_runtime.state" in imported
+    assert _heavy(imported, STATE) == []

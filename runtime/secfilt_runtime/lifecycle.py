@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 
@@ -26,12 +25,14 @@ from .policy.model import Policy
 from .records import record
 from .spec import Process, Spec
 from .state import SHORT_SOCKET_DIR, START_SOCKET, State, StateStore, proc_start_time
-from .sync import Channel, ChildVanished
+from .sync import Channel, ChildVanished, seqpacket_socket
 from .waitstatus import exit_code
 
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import _socket
+
     from .console import Console
 
 # Every signal the runtime forwards or waits for. SIGKILL and SIGSTOP cannot be caught.
@@ -452,10 +453,10 @@ def create(bundle: str, container_id: str, root: str, *, pid_file: str | None = 
 
 
 @contextlib.contextmanager
-def start_listener(store: StateStore, container_id: str) -> Iterator[socket.socket]:
+def start_listener(store: StateStore, container_id: str) -> Iterator[_socket.socket]:
     """The socket the created init waits on. Bound through /proc/self/fd of the state
     directory: a --root of engines (containerd's) can exceed sun_path's 108 bytes."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    sock = seqpacket_socket()
     dirfd = os.open(store.path(container_id), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         old = os.umask(0o077)

@@ -21,7 +21,7 @@ from .state import SHORT_SOCKET_DIR, START_SOCKET, State, StateStore, alive, pro
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
+    import _socket
     from typing import Any
 
 _GONE_TIMEOUT = 10.0
@@ -159,9 +159,10 @@ def _hand_listener(st: State, msg: dict, watch_fd: int) -> None:
         handoff.close()
 
 
-def _connect_start(store: StateStore, container_id: str) -> socket.socket:
-    import socket  # start only: kill and delete need no sockets
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+def _connect_start(store: StateStore, container_id: str) -> _socket.socket:
+    from .sync import seqpacket_socket  # start only: kill and delete need no sockets
+
+    sock = seqpacket_socket()
     dirfd = os.open(store.path(container_id), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         sock.connect(f"/proc/self/fd/{dirfd}/{START_SOCKET}")

@@ -12,12 +12,11 @@ return into the runtime's code.
 
 from __future__ import annotations
 
+import _socket  # not socket.py: see sync
 import contextlib
 import errno
 import os
 import signal
-import socket
-import struct
 
 from .. import kernel, seccomp
 from ..errors import SecfiltError
@@ -25,7 +24,7 @@ from ..policy import landlock, mounts
 from ..policy.model import Policy
 from ..seccomp import Filters
 from ..spec import Spec
-from ..sync import Channel
+from ..sync import Channel, accept, peer_uid
 from . import namespaces, process, rootfs, system
 from .namespaces import NamespacePlan
 
@@ -192,13 +191,12 @@ def _wait_for_start(chan: Channel) -> dict:
         return msg
     if msg["type"] != "wait-start":
         raise SecfiltError(f"the runtime sent {msg['type']!r} where 'start' was expected")
-    listener = socket.socket(fileno=msg["fds"][0])
+    listener = _socket.socket(fileno=msg["fds"][0])
     kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)
     chan.send("waiting")
     while True:
-        conn, _ = listener.accept()
-        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                  struct.calcsize("3i")))[1]
+        conn = accept(listener)
+        uid = peer_uid(conn)
         peer = Channel(conn)
         first = peer.recv() if uid == os.geteuid() or uid == 0 else None
         if first is not None and first["type"] == "start":
