@@ -85,6 +85,8 @@ def hot_section(quick: bool) -> dict[str, float]:
     rt = [*secfilt_runtime(), "--root", root]
     cases = {
         "python -I -c pass": [sys.executable, "-I", "-c", "pass"],
+        # the launchers' own start (bin/): the floor once site's hooks are not run
+        "python -I -S -c pass": [sys.executable, "-I", "-S", "-c", "pass"],
         "state": [*rt, "state", "nosuch"],
         "kill": [*rt, "kill", "nosuch", "TERM"],
         "delete": [*rt, "delete", "nosuch"],

@@ -323,11 +323,14 @@ def parse_importtime(stderr: str) -> list[tuple[str, int, int, int]]:
 
 
 def importtime_runs(py: str, args: list[str], env: dict[str, str], runs: int,
-                    ) -> list[list[tuple[str, int, int, int]]]:
+                    launcher: str | None = None) -> list[list[tuple[str, int, int, int]]]:
+    """-X importtime of the command as it really starts: a bin/ launcher's Python part under
+    -I -S (what its sh part execs), else the package as a module with site."""
+    start = [py, "-I", "-S", "-X", "importtime", launcher] if launcher else \
+        [py, "-X", "importtime", "-m", "secfilt_runtime"]
     res = []
     for _ in range(runs):
-        p = subprocess.run([py, "-X", "importtime", "-m", "secfilt_runtime", *args],
-                           capture_output=True, text=True, env=env, check=False)
+        p = subprocess.run([*start, *args], capture_output=True, text=True, env=env, check=False)
         res.append(parse_importtime(p.stderr))
     return res
 
@@ -352,8 +355,10 @@ def startup_split(cmd: list[str], shim: str | None, true_median: float | None,
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO / "runtime"), *filter(None, [env.get("PYTHONPATH")])])
 
+    launcher = cmd[0] if len(cmd) == 1 and is_launcher(cmd[0]) else None
     probes = {
         "python -S -c pass (bare interpreter)": [py, "-S", "-c", "pass"],
+        "python -I -S -c pass (how the launchers start it)": [py, "-I", "-S", "-c", "pass"],
         "python -c pass (+ site and .pth hooks)": [py, "-c", "pass"],
         "python -c 'import secfilt_runtime.cli'": [py, "-c", "import secfilt_runtime.cli"],
         "secfilt-runtime --help": [*cmd, "--help"],
@@ -368,7 +373,7 @@ def startup_split(cmd: list[str], shim: str | None, true_median: float | None,
     if true_median is not None:
         walls["secfilt-runtime run /bin/true (median above)"] = true_median
 
-    help_runs = importtime_runs(py, ["--help"], env, runs)
+    help_runs = importtime_runs(py, ["--help"], env, runs, launcher)
     total_us = statistics.median(sum(e[1] for e in r) for r in help_runs)
     by_pkg = median_by(help_runs, lambda m: m.split(".")[0], 1)
     top_cum = median_by([[e for e in r if e[3] <= 1] for r in help_runs], lambda m: m, 2)
@@ -383,7 +388,7 @@ def startup_split(cmd: list[str], shim: str | None, true_median: float | None,
     }
     if run_argv:
         # the run path may import more than --help (lifecycle, container.*, jsonschema...)
-        rr = importtime_runs(py, run_argv, env, max(1, runs // 2))
+        rr = importtime_runs(py, run_argv, env, max(1, runs // 2), launcher)
         help_mods = {e[0] for r in help_runs for e in r}
         extra = median_by([[e for e in r if e[0] not in help_mods] for r in rr],
                           lambda m: m.split(".")[0], 1)
