@@ -24,7 +24,6 @@ import signal
 
 from . import confinement, kernel, nsjoin, records, seccomp
 from . import spec as spec_mod
-from .console import Console, send_to_socket
 from .container import process, terminal
 from .container.cgroups import Cgroup
 from .container.init import _fail, confine_and_exec
@@ -207,11 +206,16 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
             if pid_file:
                 write_pid_file(pid_file, child.pid, cleanup)
             console = None
-            if master is not None and console_socket:
-                send_to_socket(console_socket, master)
-            elif master is not None:
-                console = Console(os.dup(master))
-                console.start()
+            if master is not None:
+                # only for a terminal (threads, termios); here in the runtime, which stays in
+                # the host's namespaces
+                from .console import Console, send_to_socket
+
+                if console_socket:
+                    send_to_socket(console_socket, master)
+                else:
+                    console = Console(os.dup(master))
+                    console.start()
             cleanup.pop_all()
             if master is not None:
                 os.close(master)
