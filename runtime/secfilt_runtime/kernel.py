@@ -258,24 +258,27 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
 
 
 class Openat2:
-    """openat2(2) for a hot loop (the tracer): one open_how reused and the arguments typed
-    once; the generic wrapper above costs about as much again as the syscall. Returns the fd,
-    or -errno (a missing name is an answer there, not an exception). One per thread."""
+    """openat2(2) for a hot loop (the tracer): one open_how reused and every argument but the
+    dirfd and the path built once as a ctypes object; the generic wrapper above costs about as
+    much again as the syscall, and so do argtypes (each argument converted at every call).
+    Returns the fd, or -errno (a missing name is an answer there, not an exception). One per
+    thread."""
 
     def __init__(self) -> None:
         self._how = _OpenHow(0, 0, 0)
-        self._addr = ctypes.addressof(self._how)
-        self._fn = _libc["syscall"]  # a function pointer of its own: the shared one is untyped
+        self._how_ref = ctypes.byref(self._how)
+        self._size = ctypes.c_size_t(ctypes.sizeof(self._how))
+        # untyped, a function pointer of its own: the dirfd goes as a C int (what openat2
+        # reads), the path as a char *, the rest as the objects built here
+        self._fn = _libc["syscall"]
         self._fn.restype = ctypes.c_long
-        self._fn.argtypes = (ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p,
-                             ctypes.c_size_t)
-        self._nr = _NR["openat2"]
+        self._nr = ctypes.c_long(_NR["openat2"])
 
     def __call__(self, dirfd: int, path: bytes, flags: int, resolve: int) -> int:
         how = self._how
         how.flags = flags | os.O_CLOEXEC
         how.resolve = resolve
-        fd = self._fn(self._nr, dirfd, path, self._addr, 24)
+        fd = self._fn(self._nr, dirfd, path, self._how_ref, self._size)
         return fd if fd >= 0 else -ctypes.get_errno()
 
 
@@ -774,3 +777,32 @@ def process_vm_write(pid: int, addr: int, data: bytes) -> None:
     if ret != len(data):
         err = ctypes.get_errno() if ret == -1 else errno.EFAULT
         raise OSError(err, f"process_vm_writev({pid}): {os.strerror(err)}")
+
+
+class PtraceStop:
+    """The two ptrace calls of every stop the tracer serves (the syscall's registers, the
+    resume) with their arguments built once: through `ptrace` above, whose argtypes convert
+    each argument at every call, each costs about twice the syscall. The registers land in
+    `info`, reused for every stop."""
+
+    def __init__(self, info: SyscallInfo) -> None:
+        # untyped, a function pointer of its own: the request, pid and signal go as C ints
+        # (what ptrace(2) reads), the rest as the objects built here
+        self._fn = _libc["ptrace"]
+        self._fn.restype = ctypes.c_long
+        self._size = ctypes.c_void_p(ctypes.sizeof(info))
+        self._info_ref = ctypes.byref(info)
+        self._null = ctypes.c_void_p(0)
+
+    def syscall_info(self, pid: int) -> None:
+        if self._fn(PTRACE_GET_SYSCALL_INFO, pid, self._size, self._info_ref) == -1:
+            _ptrace_failed(PTRACE_GET_SYSCALL_INFO, pid)
+
+    def cont(self, pid: int, sig: int = 0) -> None:
+        if self._fn(PTRACE_CONT, pid, self._null, sig) == -1:
+            _ptrace_failed(PTRACE_CONT, pid)
+
+
+def _ptrace_failed(request: int, pid: int) -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, f"ptrace({request:#x}, {pid}): {os.strerror(err)}")

@@ -18,11 +18,12 @@ from typing import Any
 
 from .. import kernel
 from ..policy import decide, sockaddr, syscalls
+from ..policy.filter import needs_tracer_for_denials
 from ..policy.model import Policy
 from ..policy.syscalls import AUDIT_ARCH_I386, Group, PathArg, Syscall
 from ..records import field, record
 from .memory import Memory, Unreadable
-from .resolve import Fails, NotAFile, Resolver, Unjudgeable
+from .resolve import Fails, NotAFile, Resolver, Roots, Unjudgeable
 
 SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 UIO_MAXIOV = 1024   # sendmmsg handles at most this many messages
@@ -59,18 +60,37 @@ class Judge:
         self.memory = Memory()
         self._rule = decide.write_rule(policy)
         self._openat2 = kernel.Openat2()
+        # roots kept between stops only where the filter refuses every call that changes one
+        self._roots = Roots() if policy.restricts_writes \
+            and not needs_tracer_for_denials(policy) else None
         # decide.write and decide.destination are pure functions of the (frozen) policy and
         # their argument: a verdict once computed holds for the tracer's life. Only the
         # verdicts are kept; what the path or address names is looked up at every stop.
         self._writes: dict[str, decide.Verdict] = {}
         self._destinations: dict[tuple[bytes, str], decide.Verdict] = {}
+        # asked at every stop: read once (the policy is frozen)
+        self._restricts_writes = policy.restricts_writes
+        self._restricts_destinations = policy.restricts_destinations
 
     def close(self) -> None:
         self.memory.close()
+        if self._roots is not None:
+            self._roots.close()
 
     def forget(self, tid: int) -> None:
         """`tid` exec'd or exited: nothing learnt about its address space holds any more."""
         self.memory.forget(tid)
+        if self._roots is not None:
+            self._roots.forget(tid)
+
+    @property
+    def keeps_roots(self) -> bool:
+        """Whether each task's root is kept between stops (resolve.Roots says when it may)."""
+        return self._roots is not None
+
+    def _resolver(self, tid: int) -> Resolver:
+        roots = self._roots
+        return Resolver(tid, self._openat2, roots.get(tid) if roots is not None else None)
 
     def _write_verdict(self, path: str) -> decide.Verdict:
         verdict = self._writes.get(path)
@@ -135,7 +155,7 @@ class Judge:
                                            "protocol": s32(args[2])})
         if group is Group.NET:
             return self._net(tid, entry, args, compat)
-        if not self.policy.restricts_writes:
+        if not self._restricts_writes:
             return ALLOWED
         if group is Group.MOUNT:
             return Decision(False, self.policy.errno, self._rule,
@@ -173,26 +193,27 @@ class Judge:
     # --- file system ----------------------------------------------------------------------
 
     def _open(self, tid: int, entry: Syscall, args: list[int]) -> Decision:
-        resolve_flags = 0
+        in_root = False
         if entry.how is not None:
             size = args[entry.how + 1]
             if size < 24:
                 return Decision(False, errno.EINVAL, reason="open_how too small")
             flags, _mode, resolve_flags = struct.unpack(
                 "<QQQ", self.memory.read(tid, args[entry.how], 24, "open_how"))
+            in_root = bool(resolve_flags & RESOLVE_IN_ROOT)
         else:
             flags = s32(args[entry.open_flags])  # type: ignore[index]
         if not syscalls.open_is_write(flags):
             return ALLOWED
-        follow = not flags & syscalls.O_NOFOLLOW and not syscalls.open_creates_exclusive(flags)
-        arg = entry.paths[0]
+        exclusive = syscalls.open_creates_exclusive(flags)
+        follow = not flags & syscalls.O_NOFOLLOW and not exclusive
         try:
-            with Resolver(tid, self._openat2) as res:
-                path = self._path_operand(tid, res, arg, args, follow,
-                                          in_root=bool(resolve_flags & RESOLVE_IN_ROOT))
+            with self._resolver(tid) as res:
+                path = self._path_operand(tid, res, entry.paths[0], args, follow, in_root)
                 verdict = self._write_verdict(path)
-                if not verdict.allowed and syscalls.open_creates_exclusive(flags) \
-                        and res.exists(path):
+                if verdict.allowed:
+                    return ALLOWED
+                if exclusive and res.exists(path):
                     return Decision(False, errno.EEXIST, reason=f"{path} exists")
         except Unjudgeable as e:
             return Decision(False, self.policy.errno, self._rule, f"cannot judge: {e}", True)
@@ -203,7 +224,7 @@ class Judge:
     def _write(self, tid: int, entry: Syscall, args: list[int]) -> Decision:
         details: dict[str, Any] = {}
         try:
-            with Resolver(tid, self._openat2) as res:
+            with self._resolver(tid) as res:
                 if entry.fd is not None:
                     fd = s32(args[entry.fd])
                     path = res.fd_path(fd)
@@ -231,18 +252,19 @@ class Judge:
     def _path_operand(self, tid: int, res: Resolver, arg: PathArg, args: list[int],
                       follow: bool, in_root: bool = False) -> str:
         """The canonical path an operand names (raises Unreadable, Fails, Unjudgeable)."""
-        dirfd = s32(args[arg.dirfd]) if arg.dirfd is not None else syscalls.AT_FDCWD
-        flags = s32(args[arg.flags]) if arg.flags is not None else 0
         ptr = args[arg.path]
-        if ptr == 0 and arg.null_is_fd:
-            return res.fd_path(dirfd) if dirfd != syscalls.AT_FDCWD else res.cwd()
-        raw = self.memory.string(tid, ptr, "path")
-        if not raw and arg.empty_bit and flags & arg.empty_bit:
-            return res.fd_path(dirfd) if dirfd != syscalls.AT_FDCWD else res.cwd()
+        null = ptr == 0 and arg.null_is_fd  # utimensat: a NULL path names the dirfd itself
+        raw = b"" if null else self.memory.string(tid, ptr, "path")
         if raw.startswith(b"/") and not in_root:
-            base = "/"  # the kernel ignores the dirfd of an absolute path, even a bad one
-        else:
-            base = res.cwd() if dirfd == syscalls.AT_FDCWD else res.fd_path(dirfd)
+            # the commonest operand; the kernel ignores the dirfd of an absolute path, even a
+            # bad one
+            return res.resolve(raw, "/", follow)
+        dirfd = s32(args[arg.dirfd]) if arg.dirfd is not None else syscalls.AT_FDCWD
+        if null or not raw and arg.empty_bit and arg.flags is not None \
+                and s32(args[arg.flags]) & arg.empty_bit:
+            # so does "" with AT_EMPTY_PATH
+            return res.fd_path(dirfd) if dirfd != syscalls.AT_FDCWD else res.cwd()
+        base = res.cwd() if dirfd == syscalls.AT_FDCWD else res.fd_path(dirfd)
         if in_root:
             # openat2 RESOLVE_IN_ROOT: the dirfd is the root, "/" and ".." stop there
             return res.resolve(raw, base, follow, root=base)
@@ -257,7 +279,7 @@ class Judge:
             return ALLOWED  # not a path: an INET port, an abstract or autobind unix name
         name = raw[2:].split(b"\0", 1)[0]
         try:
-            with Resolver(tid, self._openat2) as res:
+            with self._resolver(tid) as res:
                 path = res.resolve(name, res.cwd(), follow=False)
                 verdict = self._write_verdict(path)
                 if not verdict.allowed and res.exists(path):
@@ -269,7 +291,7 @@ class Judge:
     # --- network --------------------------------------------------------------------------
 
     def _net(self, tid: int, entry: Syscall, args: list[int], compat: bool) -> Decision:
-        if not self.policy.restricts_destinations:
+        if not self._restricts_destinations:
             return ALLOWED
         if entry.sockaddr is not None:
             ptr, length = args[entry.sockaddr[0]], s32(args[entry.sockaddr[1]])

@@ -61,6 +61,7 @@ class Tracer:
         self.watch: set[int] = set()
         self.pending: Callable[[], None] | None = None  # run when a wait is interrupted
         self._info = kernel.SyscallInfo()
+        self._stop = kernel.PtraceStop(self._info)
         self._regs = kernel.UserRegs()
 
     def seize(self, pid: int) -> None:
@@ -100,6 +101,22 @@ class Tracer:
                 self.judge.close()
 
     def _event(self, pid: int, status: int) -> None:
+        try:
+            if status >> 16 == kernel.PTRACE_EVENT_SECCOMP:
+                # the commonest event first (the status of a stop by construction)
+                self.tasks.add(pid)
+                self._seccomp(pid)
+                self._stop.cont(pid)
+            else:
+                self._other_event(pid, status)
+        except ProcessLookupError:
+            pass  # killed while stopped (SIGKILL): its exit is reported next
+        except OSError:
+            # a stop that cannot be served is never resumed as if allowed: the task goes
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _other_event(self, pid: int, status: int) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             self.tasks.discard(pid)
             if self.judge is not None:
@@ -112,42 +129,32 @@ class Tracer:
         self.tasks.add(pid)  # a new task may report before its parent's fork event
         sig = os.WSTOPSIG(status)
         event = status >> 16
-        try:
-            if event == kernel.PTRACE_EVENT_SECCOMP:
-                self._seccomp(pid)
-                kernel.ptrace_cont(pid, 0)
-            elif event in _NEW_TASK_EVENTS:
-                self.tasks.add(kernel.ptrace_geteventmsg(pid))
-                kernel.ptrace_cont(pid, 0)
-            elif event == kernel.PTRACE_EVENT_EXEC:
-                former = kernel.ptrace_geteventmsg(pid)
-                if former != pid:
-                    self.tasks.discard(former)  # a thread exec'd: it took the leader's id
-                if self.judge is not None:
-                    # a new address space: what was read through the old one is stale
-                    self.judge.forget(pid)
-                    self.judge.forget(former)
-                kernel.ptrace_cont(pid, 0)
-            elif event == kernel.PTRACE_EVENT_STOP:
-                if sig in _GROUP_STOP_SIGNALS:
-                    kernel.ptrace_listen(pid)
-                else:
-                    kernel.ptrace_cont(pid, 0)
-            elif event:
-                kernel.ptrace_cont(pid, 0)
+        if event in _NEW_TASK_EVENTS:
+            self.tasks.add(kernel.ptrace_geteventmsg(pid))
+            kernel.ptrace_cont(pid, 0)
+        elif event == kernel.PTRACE_EVENT_EXEC:
+            former = kernel.ptrace_geteventmsg(pid)
+            if former != pid:
+                self.tasks.discard(former)  # a thread exec'd: it took the leader's id
+            if self.judge is not None:
+                # a new address space: what was read through the old one is stale
+                self.judge.forget(pid)
+                self.judge.forget(former)
+            kernel.ptrace_cont(pid, 0)
+        elif event == kernel.PTRACE_EVENT_STOP:
+            if sig in _GROUP_STOP_SIGNALS:
+                kernel.ptrace_listen(pid)
             else:
-                kernel.ptrace_cont(pid, sig)  # signal-delivery-stop: deliver it
-        except ProcessLookupError:
-            pass  # killed while stopped (SIGKILL): its exit is reported next
-        except OSError:
-            # a stop that cannot be served is never resumed as if allowed: the task goes
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+                kernel.ptrace_cont(pid, 0)
+        elif event:
+            kernel.ptrace_cont(pid, 0)
+        else:
+            kernel.ptrace_cont(pid, sig)  # signal-delivery-stop: deliver it
 
     def _seccomp(self, tid: int) -> None:
         if self.judge is None:
             return
-        kernel.ptrace_syscall_info(tid, self._info)
+        self._stop.syscall_info(tid)
         op, arch, _ip, _sp, nr, *args = _INFO.unpack_from(self._info)
         try:
             if op != kernel.PTRACE_SYSCALL_INFO_SECCOMP:

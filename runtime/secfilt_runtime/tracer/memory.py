@@ -18,6 +18,9 @@ _ADDRESS_LIMIT = 1 << 64
 _PREAD_LIMIT = 1 << 63
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 MAX_OPEN = 256  # /proc/TID/mem descriptors kept open at most (tasks making judged calls)
+# a path's first read: nearly every path fits, and a pread of 256 bytes costs ~0.8 us less
+# here than one of a page (the bytes object allocated and copied)
+FIRST_READ = 256
 
 
 class Unreadable(Exception):
@@ -66,9 +69,9 @@ class Memory:
         """The NUL-terminated string at `addr`, as the kernel's getname would read it."""
         if addr == 0 or addr >= _ADDRESS_LIMIT:
             raise Unreadable(errno.EFAULT, what)
-        # up to the end of the page first: nearly every path ends there, and one page is one
-        # page to pin in the tracee; the rest of PATH_MAX only when no NUL came
-        first = min(PATH_MAX, _PAGE - addr % _PAGE, _ADDRESS_LIMIT - addr)
+        # FIRST_READ bytes first, within the page (one page is one page to pin in the tracee):
+        # nearly every path ends there; the rest of PATH_MAX only when no NUL came
+        first = min(FIRST_READ, _PAGE - addr % _PAGE)  # the limit is on a page boundary
         got = self._read(pid, addr, first)
         end = got.find(b"\0")
         if end >= 0:

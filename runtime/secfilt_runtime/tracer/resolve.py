@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 
 from .. import kernel
 from ..records import record
@@ -24,6 +25,7 @@ MAX_SYMLINKS = 40
 _O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _DELETED = " (deleted)"
 _PLAIN = kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_SYMLINKS
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 class Fails(Exception):
@@ -51,21 +53,69 @@ class _Dir:
     fd: int
 
 
+MAX_ROOTS = 256  # root descriptors kept open at most (tasks making judged calls)
+
+
+def open_root(tid: int) -> int:
+    """An O_PATH descriptor of the task's root directory (/proc/TID/root), as it is now."""
+    try:
+        return os.open(f"/proc/{tid}/root", _O_DIR)
+    except OSError as e:
+        raise Unjudgeable(f"root of task {tid}: {e.strerror}") from None
+
+
+class Roots:
+    """Each task's root directory, opened at its first judged call and kept: reopening
+    /proc/TID/root costs a path walk and a close at every stop.
+
+    Kept only where the root cannot change under the tracer without a stop it sees. The root
+    changes by chroot(2), pivot_root(2) and setns(2) into a mount namespace, on any thread
+    sharing the task's fs_struct, with no stop of that task: under write rules the policy's
+    filter refuses all three in BPF (policy.filter: write_rules, setns_rules), for every task
+    of the sandbox. Not when the filter hands those refusals to the tracer (a log or audit
+    mode, filter.needs_tracer_for_denials): the call might then run, and the root is opened
+    afresh at every stop. unshare(CLONE_NEWNS) and clone(CLONE_NEWNS) move the root into a
+    copy of the mount tree, which mounts could make differ: the mount family is refused under
+    the same rules, so the copy stays what the kept root shows.
+    A task's id is forgotten when it exits (another task may get it) and when it execs."""
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}  # tid -> root, oldest first
+
+    def get(self, tid: int) -> int:
+        fd = self._fds.get(tid)
+        if fd is None:
+            fd = open_root(tid)
+            if len(self._fds) >= MAX_ROOTS:
+                os.close(self._fds.pop(next(iter(self._fds))))
+            self._fds[tid] = fd
+        return fd
+
+    def forget(self, tid: int) -> None:
+        fd = self._fds.pop(tid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
 class Resolver:
     """Resolution for one stopped task; close() releases its descriptors.
 
-    The root is opened afresh for every stop, never kept between stops: chroot(2) is not a
-    call the filter stops, and a thread sharing the task's fs_struct, or setns(2) into a
-    mount namespace, changes the root with no stop this tracer would see."""
+    `root_fd`: the task's root kept by a Roots (not closed here); without it the root is
+    opened for this stop alone."""
 
-    def __init__(self, tid: int, opener: kernel.Openat2 | None = None) -> None:
+    __slots__ = ("tid", "_fds", "_openat2", "root_fd", "_root_prefix")
+
+    def __init__(self, tid: int, opener: kernel.Openat2 | None = None,
+                 root_fd: int | None = None) -> None:
         self.tid = tid
         self._fds: list[int] = []
         self._openat2 = opener or kernel.Openat2()
-        try:
-            self.root_fd = self._keep(os.open(f"/proc/{tid}/root", _O_DIR))
-        except OSError as e:
-            raise Unjudgeable(f"root of task {tid}: {e.strerror}") from None
+        self.root_fd = root_fd if root_fd is not None else self._keep(open_root(tid))
         self._root_prefix: str | None = None
 
     @property
@@ -230,21 +280,24 @@ class Resolver:
         other error)."""
         if path.endswith(b"/"):
             return None
-        parts = [p for p in path.split(b"/") if p and p != b"."]
-        if not parts or b".." in parts:
-            return None
-        if not path.startswith(b"/"):
-            parts = [os.fsencode(p) for p in base.split("/") if p] + parts
-        full = b"/" + b"/".join(parts)
+        if path.startswith(b"/") and b"//" not in path and b"/." not in path:
+            full = path  # already as the kernel would print it: no empty, "." or ".." part
+        else:
+            parts = [p for p in path.split(b"/") if p and p != b"."]
+            if not parts or b".." in parts:
+                return None
+            if not path.startswith(b"/"):
+                parts = [os.fsencode(p) for p in base.split("/") if p] + parts
+            full = b"/" + b"/".join(parts)
         # O_NOFOLLOW: a last symlink is the object itself (opened as O_PATH, not refused)
         fd = self._openat2(self.root_fd, full, os.O_PATH if follow else os.O_PATH | os.O_NOFOLLOW,
                            _PLAIN)
         if fd == -errno.ENOENT:
-            fd = self._openat2(self.root_fd, b"/" + b"/".join(parts[:-1]), _O_DIR, _PLAIN)
+            fd = self._openat2(self.root_fd, full[:full.rindex(b"/")] or b"/", _O_DIR, _PLAIN)
         if fd < 0:
             return None
         os.close(fd)
-        return os.fsdecode(full)
+        return full.decode(_FS_ENCODING, _FS_ERRORS)  # os.fsdecode, without its type checks
 
     def _fast(self, path: bytes, base: str, follow: bool) -> str | None:
         """The common case in a few syscalls: the kernel resolves the parent inside the root
