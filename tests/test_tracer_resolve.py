@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from secfilt_runtime.tracer.resolve import Fails, NotAFile, Resolver, Unjudgeable
+from secfilt_runtime import kernel
+from secfilt_runtime.tracer.resolve import (
+    Fails,
+    NotAFile,
+    Resolver,
+    Unjudgeable,
+    is_plain_absolute,
+    plain,
+)
 
 
 @pytest.fixture
@@ -103,3 +111,29 @@ def test_deleted_files_cannot_be_judged(tree: Path) -> None:
             res.fd_path(fd)
     finally:
         os.close(fd)
+
+
+def test_plain_absolute_form() -> None:
+    assert is_plain_absolute(b"/a/b") and is_plain_absolute(b"/a")
+    for path in (b"a/b", b"/a//b", b"/a/./b", b"/a/../b", b"/a/", b"/", b"", b"/a/.hidden"):
+        assert not is_plain_absolute(path), path
+
+
+def test_plain_paths_in_one_or_two_syscalls(tree: Path) -> None:
+    opener = kernel.Openat2()
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY)
+    try:
+        def at(path: Path | str, follow: bool = True) -> str | None:
+            return plain(opener, root, os.fsencode(str(path)), follow)
+
+        assert at(tree / "a" / "file") == f"{tree}/a/file"
+        assert at(tree / "a" / "new") == f"{tree}/a/new"  # judged by its parent
+        # a symlink anywhere, a missing parent, a file as a directory: another path decides
+        assert at(tree / "abs" / "x") is None and at(tree / "rel") is None
+        assert at(tree / "nope" / "x") is None and at(tree / "a" / "file" / "x") is None
+        # a last symlink not followed is the object itself
+        assert at(tree / "abs", follow=False) == f"{tree}/abs"
+        assert at(tree / "dangling", follow=False) == f"{tree}/dangling"
+        assert at(tree / "dangling") is None
+    finally:
+        os.close(root)

@@ -23,7 +23,7 @@ from ..policy.model import Policy
 from ..policy.syscalls import AUDIT_ARCH_I386, Group, PathArg, Syscall
 from ..records import field, record
 from .memory import Memory, Unreadable
-from .resolve import Fails, NotAFile, Resolver, Roots, Unjudgeable
+from .resolve import Fails, NotAFile, Resolver, Roots, Unjudgeable, is_plain_absolute, plain
 
 SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 UIO_MAXIOV = 1024   # sendmmsg handles at most this many messages
@@ -207,9 +207,13 @@ class Judge:
             return ALLOWED
         exclusive = syscalls.open_creates_exclusive(flags)
         follow = not flags & syscalls.O_NOFOLLOW and not exclusive
+        arg = entry.paths[0]
         try:
+            raw = self._operand_bytes(tid, arg, args)
+            if not in_root and self._plain_allowed(tid, raw, follow):
+                return ALLOWED
             with self._resolver(tid) as res:
-                path = self._path_operand(tid, res, entry.paths[0], args, follow, in_root)
+                path = self._path_operand(res, arg, args, raw, follow, in_root)
                 verdict = self._write_verdict(path)
                 if verdict.allowed:
                     return ALLOWED
@@ -232,7 +236,8 @@ class Judge:
                     return self._verdict(self._write_verdict(path), details)
                 for i, arg in enumerate(entry.paths):
                     flags = s32(args[arg.flags]) if arg.flags is not None else 0
-                    path = self._path_operand(tid, res, arg, args,
+                    path = self._path_operand(res, arg, args,
+                                              self._operand_bytes(tid, arg, args),
                                               syscalls.follows(arg, flags))
                     details["path" if i == 0 else f"path{i + 1}"] = path
                     verdict = self._write_verdict(path)
@@ -249,20 +254,34 @@ class Judge:
                 False, errno.EXDEV, reason="a pipe or socket cannot be linked or renamed")
         return ALLOWED
 
-    def _path_operand(self, tid: int, res: Resolver, arg: PathArg, args: list[int],
-                      follow: bool, in_root: bool = False) -> str:
-        """The canonical path an operand names (raises Unreadable, Fails, Unjudgeable)."""
+    def _operand_bytes(self, tid: int, arg: PathArg, args: list[int]) -> bytes | None:
+        """The path an operand points to (raises Unreadable); None for utimensat's NULL, which
+        names the dirfd itself."""
         ptr = args[arg.path]
-        null = ptr == 0 and arg.null_is_fd  # utimensat: a NULL path names the dirfd itself
-        raw = b"" if null else self.memory.string(tid, ptr, "path")
-        if raw.startswith(b"/") and not in_root:
-            # the commonest operand; the kernel ignores the dirfd of an absolute path, even a
-            # bad one
+        if ptr == 0 and arg.null_is_fd:
+            return None
+        return self.memory.string(tid, ptr, "path")
+
+    def _plain_allowed(self, tid: int, raw: bytes | None, follow: bool) -> bool:
+        """Whether the commonest operand, an absolute path naming no symlink, is allowed:
+        judged without a Resolver, with the task's kept root (raises Unjudgeable). False
+        leaves the decision to _path_operand, whose answer may be the same."""
+        if self._roots is None or raw is None or not is_plain_absolute(raw):
+            return False
+        path = plain(self._openat2, self._roots.get(tid), raw, follow)
+        return path is not None and self._write_verdict(path).allowed
+
+    def _path_operand(self, res: Resolver, arg: PathArg, args: list[int], raw: bytes | None,
+                      follow: bool, in_root: bool = False) -> str:
+        """The canonical path an operand names, `raw` its bytes (_operand_bytes; raises
+        Fails, Unjudgeable)."""
+        if raw is not None and raw.startswith(b"/") and not in_root:
+            # the kernel ignores the dirfd of an absolute path, even a bad one
             return res.resolve(raw, "/", follow)
         dirfd = s32(args[arg.dirfd]) if arg.dirfd is not None else syscalls.AT_FDCWD
-        if null or not raw and arg.empty_bit and arg.flags is not None \
+        if raw is None or not raw and arg.empty_bit and arg.flags is not None \
                 and s32(args[arg.flags]) & arg.empty_bit:
-            # so does "" with AT_EMPTY_PATH
+            # the dirfd itself: utimensat's NULL, "" with AT_EMPTY_PATH
             return res.fd_path(dirfd) if dirfd != syscalls.AT_FDCWD else res.cwd()
         base = res.cwd() if dirfd == syscalls.AT_FDCWD else res.fd_path(dirfd)
         if in_root:

@@ -102,6 +102,32 @@ class Roots:
         self._fds.clear()
 
 
+def is_plain_absolute(path: bytes) -> bool:
+    """Whether `path` is absolute and written as the kernel would print it: no empty, "." or
+    ".." component, no trailing slash ("/." also refuses names starting with a dot: they take
+    the longer way)."""
+    return path.startswith(b"/") and not path.endswith(b"/") and b"//" not in path \
+        and b"/." not in path
+
+
+def plain(opener: kernel.Openat2, root_fd: int, path: bytes, follow: bool) -> str | None:
+    """The commonest case in one or two syscalls: `path` (absolute, no empty, "." or ".."
+    component, no trailing slash) names no symlink. The kernel walks it inside the root
+    refusing every symlink (RESOLVE_NO_SYMLINKS: ordinary and magic ones, so no name is read
+    in the tracer's view, procfs's included); when it gets through, the components as written
+    are the canonical path. A last component that does not exist is judged by its parent,
+    which must then open the same way. None when another path must decide (a symlink, any
+    other error)."""
+    # O_NOFOLLOW: a last symlink is the object itself (opened as O_PATH, not refused)
+    fd = opener(root_fd, path, os.O_PATH if follow else os.O_PATH | os.O_NOFOLLOW, _PLAIN)
+    if fd == -errno.ENOENT:
+        fd = opener(root_fd, path[:path.rindex(b"/")] or b"/", _O_DIR, _PLAIN)
+    if fd < 0:
+        return None
+    os.close(fd)
+    return path.decode(_FS_ENCODING, _FS_ERRORS)  # os.fsdecode, without its type checks
+
+
 class Resolver:
     """Resolution for one stopped task; close() releases its descriptors.
 
@@ -271,33 +297,17 @@ class Resolver:
         return _join(cur.parts)
 
     def _plain(self, path: bytes, base: str, follow: bool) -> str | None:
-        """The commonest case in one or two syscalls: a path with no symlink and no "..".
-        The kernel walks it inside the root refusing every symlink (RESOLVE_NO_SYMLINKS:
-        ordinary and magic ones, so no name is read in the tracer's view, procfs's included);
-        when it gets through, the components as written are the canonical path. A last
-        component that does not exist is judged by its parent, which must then open the same
-        way. None when another path must decide (a symlink, "..", a trailing slash, any
-        other error)."""
+        """plain() of `path` made absolute from `base`, "." and empty parts dropped."""
         if path.endswith(b"/"):
             return None
-        if path.startswith(b"/") and b"//" not in path and b"/." not in path:
-            full = path  # already as the kernel would print it: no empty, "." or ".." part
-        else:
+        if not is_plain_absolute(path):
             parts = [p for p in path.split(b"/") if p and p != b"."]
             if not parts or b".." in parts:
                 return None
             if not path.startswith(b"/"):
                 parts = [os.fsencode(p) for p in base.split("/") if p] + parts
-            full = b"/" + b"/".join(parts)
-        # O_NOFOLLOW: a last symlink is the object itself (opened as O_PATH, not refused)
-        fd = self._openat2(self.root_fd, full, os.O_PATH if follow else os.O_PATH | os.O_NOFOLLOW,
-                           _PLAIN)
-        if fd == -errno.ENOENT:
-            fd = self._openat2(self.root_fd, full[:full.rindex(b"/")] or b"/", _O_DIR, _PLAIN)
-        if fd < 0:
-            return None
-        os.close(fd)
-        return full.decode(_FS_ENCODING, _FS_ERRORS)  # os.fsdecode, without its type checks
+            path = b"/" + b"/".join(parts)
+        return plain(self._openat2, self.root_fd, path, follow)
 
     def _fast(self, path: bytes, base: str, follow: bool) -> str | None:
         """The common case in a few syscalls: the kernel resolves the parent inside the root
