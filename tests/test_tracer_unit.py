@@ -7,6 +7,8 @@ import errno
 import json
 import os
 
+import pytest
+
 from secfilt_runtime.policy.model import Policy
 from secfilt_runtime.policy.syscalls import AUDIT_ARCH_I386, AUDIT_ARCH_X86_64
 from secfilt_runtime.tracer import judge, log
@@ -51,6 +53,35 @@ def test_audit_mode_turns_policy_denials_into_logged_allows() -> None:
     assert d.allowed and d.log and d.rule == "read-only"
     # hardening is never audited away
     assert not j.judge(0, AUDIT_ARCH_X86_64, 101, [0] * 6).allowed  # ptrace
+
+
+def test_calls_outside_the_table_as_the_filter_decides_them() -> None:
+    # chroot, setns and bpf reach the tracer only as a logged refusal (or a stop of the
+    # process's own filter): refused under the rules whose filter refuses them
+    x86, i386 = AUDIT_ARCH_X86_64, AUDIT_ARCH_I386
+    chroot, setns, bpf = (161, 61), (308, 346), (321, 357)
+    writes = judge.Judge(Policy(read_only=True, log_path="/dev/null"))
+    network = judge.Judge(Policy(no_outbound_network=True, log_path="/dev/null"))
+    newns, newcgroup = 0x00020000, 0x02000000
+    for arch, i in ((x86, 0), (i386, 1)):
+        d = writes.judge(0, arch, chroot[i], [0] * 6)
+        assert not d.allowed and d.log and d.syscall == "chroot" and d.rule == "read-only"
+        assert not writes.judge(0, arch, setns[i], [3, 0, 0, 0, 0, 0]).allowed
+        assert not writes.judge(0, arch, setns[i], [3, newns, 0, 0, 0, 0]).allowed
+        assert writes.judge(0, arch, setns[i], [3, newcgroup, 0, 0, 0, 0]).allowed
+        assert writes.judge(0, arch, bpf[i], [0] * 6).allowed
+        assert network.judge(0, arch, chroot[i], [0] * 6).allowed
+        d = network.judge(0, arch, bpf[i], [0] * 6)
+        assert not d.allowed and d.rule == "no-outbound-network"
+        assert not network.judge(0, arch, setns[i], [3, newcgroup, 0, 0, 0, 0]).allowed
+        assert not network.judge(0, arch, setns[i], [3, 0, 0, 0, 0, 0]).allowed
+        assert network.judge(0, arch, setns[i], [3, newns, 0, 0, 0, 0]).allowed
+    # the upper half of an i386 register is not the kernel's
+    assert not writes.judge(0, i386, setns[1], [3, 0xFFFF_0000_0000_0000, 0, 0, 0, 0]).allowed
+    mount = 165
+    assert not network.judge(0, x86, mount, [0] * 6).allowed
+    assert judge.Judge(Policy(mainstream_network_families=True)).judge(
+        0, x86, mount, [0] * 6).allowed
 
 
 def test_unreadable_memory_is_efault() -> None:
@@ -153,3 +184,11 @@ def test_address_lengths_the_kernel_refuses() -> None:
     # a pointer the tracer cannot read is never let through
     d = j.judge(os.getpid(), AUDIT_ARCH_X86_64, connect, [3, 8, 16, 0, 0, 0])
     assert not d.allowed and d.errno == errno.EFAULT
+
+
+def test_numbers_outside_the_table_are_libseccomp_s() -> None:
+    pyseccomp = pytest.importorskip("pyseccomp")
+    arches = {AUDIT_ARCH_X86_64: pyseccomp.Arch.X86_64, AUDIT_ARCH_I386: pyseccomp.Arch.X86}
+    for arch, numbers in judge.OUTSIDE_TABLE.items():
+        for nr, name in numbers.items():
+            assert pyseccomp.resolve_syscall(arches[arch], name) == nr, (name, arch)

@@ -32,6 +32,12 @@ HARDEN_RULE = "sandbox-integrity"
 RESOLVE_IN_ROOT = 0x10
 ARCH_NAMES = {syscalls.AUDIT_ARCH_X86_64: "x86_64", AUDIT_ARCH_I386: "i386"}
 MEMO_MAX = 4096  # remembered verdicts per kind; forgotten all at once when full
+# Calls the policy's filter refuses outright that policy.syscalls does not list (no argument of
+# theirs is read from memory). With a log or in audit mode the filter's refusal is a TRACE
+# (filter.deny_action) so the tracer can log it: the tracer must then refuse (audit: allow)
+# as BPF would have, not let a call it does not know through. Numbers as in libseccomp.
+OUTSIDE_TABLE = {syscalls.AUDIT_ARCH_X86_64: {161: "chroot", 308: "setns", 321: "bpf"},
+                 AUDIT_ARCH_I386: {61: "chroot", 346: "setns", 357: "bpf"}}
 
 
 @record
@@ -116,8 +122,9 @@ class Judge:
                 if entry is None:
                     return ALLOWED
             if entry is None:
-                return ALLOWED
-            decision = self._dispatch(tid, entry, args, compat)
+                decision = self._outside_table(OUTSIDE_TABLE[arch].get(nr), args)
+            else:
+                decision = self._dispatch(tid, entry, args, compat)
         except Unreadable as e:
             decision = Decision(False, e.errno, reason=str(e))
         except Fails as e:
@@ -155,11 +162,16 @@ class Judge:
                                            "protocol": s32(args[2])})
         if group is Group.NET:
             return self._net(tid, entry, args, compat)
+        if group is Group.MOUNT:
+            if self._restricts_writes:
+                return Decision(False, self.policy.errno, self._rule,
+                                "the mount tree cannot change under a write restriction", True)
+            if self._restricts_destinations:
+                return Decision(False, self.policy.errno, decide.destination_rule(self.policy),
+                                "a mount could make the cgroup mounts writable again", True)
+            return ALLOWED
         if not self._restricts_writes:
             return ALLOWED
-        if group is Group.MOUNT:
-            return Decision(False, self.policy.errno, self._rule,
-                            "the mount tree cannot change under a write restriction", True)
         if group is Group.BIND:
             return self._bind(tid, args)
         if entry.only_if is not None and args[entry.only_if[0]] & 0xFFFFFFFF \
@@ -168,6 +180,34 @@ class Judge:
         if group is Group.OPEN:
             return self._open(tid, entry, args)
         return self._write(tid, entry, args)
+
+    def _outside_table(self, name: str | None, args: list[int]) -> Decision:
+        """A call policy.syscalls does not list (OUTSIDE_TABLE), as the policy's filter
+        decides it (policy.filter: write_rules, destination_rules, setns_rules). Anything
+        else stopped only by a filter of the process's own: allowed."""
+        decision = ALLOWED
+        if name == "chroot" and self._restricts_writes:
+            # the tracer judges names in the process's root; the rules were written for this one
+            decision = Decision(False, self.policy.errno, self._rule,
+                                "a new root gives the policy's names other meanings", True)
+        elif name == "bpf" and self._restricts_destinations:
+            decision = Decision(False, self.policy.errno, decide.destination_rule(self.policy),
+                                "bpf could detach the destination programs", True)
+        elif name == "setns":
+            nstype = args[1] & 0xFFFFFFFF
+            mount = nstype == 0 or nstype & syscalls.CLONE_NEWNS
+            cgroup = nstype == 0 or nstype & syscalls.CLONE_NEWCGROUP
+            if mount and self._restricts_writes:
+                decision = Decision(False, self.policy.errno, self._rule,
+                                    "another mount namespace leaves the read-only mounts", True)
+            elif cgroup and self._restricts_destinations:
+                decision = Decision(False, self.policy.errno,
+                                    decide.destination_rule(self.policy),
+                                    "another cgroup namespace reaches other cgroups", True)
+        if decision is not ALLOWED:
+            decision.syscall = name  # type: ignore[assignment]
+            decision.details = {"nstype": args[1] & 0xFFFFFFFF} if name == "setns" else {}
+        return decision
 
     # --- verdicts -------------------------------------------------------------------------
 
