@@ -76,7 +76,8 @@ class Roots:
     mode, filter.needs_tracer_for_denials): the call might then run, and the root is opened
     afresh at every stop. unshare(CLONE_NEWNS) and clone(CLONE_NEWNS) move the root into a
     copy of the mount tree, which mounts could make differ: the mount family is refused under
-    the same rules, so the copy stays what the kept root shows.
+    the same rules, so the copy stays what the kept root shows (mounts propagated from outside
+    reach the copy as they reach the original: unshare keeps peers and masters).
     A task's id is forgotten when it exits (another task may get it) and when it execs."""
 
     def __init__(self) -> None:
