@@ -95,16 +95,16 @@ def test_roots_close_the_oldest_beyond_their_limit(monkeypatch: pytest.MonkeyPat
             p.wait()
 
 
-def test_roots_are_kept_only_where_the_filter_refuses_a_new_root(tmp_path: Path) -> None:
-    # with a log or in audit mode the filter hands chroot and setns to the tracer instead of
-    # refusing them in BPF: the root may change, so it is opened at every stop
+def test_roots_are_kept_only_where_a_new_root_is_refused(tmp_path: Path) -> None:
+    # chroot and setns are refused under write rules, by BPF or (with a log) by the tracer;
+    # in audit mode they run, so the root is opened at every stop
     plain = Judge(policy_for(tmp_path))
     logged = Judge(policy_for(tmp_path, log_path=str(tmp_path / "log")))
     audit = Judge(policy_for(tmp_path, mode="audit"))
     network = Judge(Policy(no_outbound_network=True))
     try:
-        assert plain.keeps_roots
-        assert not logged.keeps_roots and not audit.keeps_roots and not network.keeps_roots
+        assert plain.keeps_roots and logged.keeps_roots
+        assert not audit.keeps_roots and not network.keeps_roots
     finally:
         for j in (plain, logged, audit, network):
             j.close()

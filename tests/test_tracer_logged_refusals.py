@@ -60,6 +60,8 @@ int main(int argc, char **argv)
             out(op, mount("none", argv[++i], "tmpfs", 0, NULL));
         } else if (!strcmp(op, "chroot")) {
             out(op, chroot(argv[++i]));
+        } else if (!strcmp(op, "open_w")) {
+            out(op, open(argv[++i], O_WRONLY | O_CREAT, 0644));
         }
     }
     return 0;
@@ -84,11 +86,19 @@ def write_policy(tmp_path: Path, **kw: object) -> Policy:
 
 
 def test_a_new_root_is_refused_with_a_log(helper: str, tmp_path: Path) -> None:
-    (tmp_path / "jail").mkdir()
+    # in the jail, the allowed directory's name leads to a forbidden place: had the chroot run,
+    # the tracer (which keeps each task's root) would judge that name in the old root
     policy = write_policy(tmp_path)
-    out = run_traced(policy, [helper, "chroot", str(tmp_path / "jail"), "setns0", "setns_mnt"],
+    jailed = tmp_path / "jail" / tmp_path.relative_to("/") / "allowed"
+    jailed.mkdir(parents=True)
+    out = run_traced(policy, [helper, "open_w", str(tmp_path / "allowed" / "before"),
+                              "chroot", str(tmp_path / "jail"), "setns0", "setns_mnt",
+                              "open_w", str(tmp_path / "allowed" / "after")],
                      log_path=policy.log_path)
     assert [out.answer(op) for op in ("chroot", "setns0", "setns_mnt")] == [REFUSED] * 3
+    assert out.answer("open_w", 0) == "OK" and out.answer("open_w", 1) == "OK"
+    assert sorted(os.listdir(tmp_path / "allowed")) == ["after", "before"]
+    assert os.listdir(jailed) == []
     records = log_records(str(policy.log_path))
     assert [(r["syscall"], r["action"], r["errno"]) for r in records] == [
         ("chroot", "deny", errno.EROFS), ("setns", "deny", errno.EROFS),

@@ -18,7 +18,6 @@ from typing import Any
 
 from .. import kernel
 from ..policy import decide, sockaddr, syscalls
-from ..policy.filter import needs_tracer_for_denials
 from ..policy.model import Policy
 from ..policy.syscalls import AUDIT_ARCH_I386, Group, PathArg, Syscall
 from ..records import field, record
@@ -67,8 +66,7 @@ class Judge:
         self._rule = decide.write_rule(policy)
         self._openat2 = kernel.Openat2()
         # roots kept between stops only where the filter refuses every call that changes one
-        self._roots = Roots() if policy.restricts_writes \
-            and not needs_tracer_for_denials(policy) else None
+        self._roots = Roots() if policy.restricts_writes and not policy.audit else None
         # decide.write and decide.destination are pure functions of the (frozen) policy and
         # their argument: a verdict once computed holds for the tracer's life. Only the
         # verdicts are kept; what the path or address names is looked up at every stop.

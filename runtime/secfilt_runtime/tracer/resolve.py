@@ -71,13 +71,14 @@ class Roots:
     Kept only where the root cannot change under the tracer without a stop it sees. The root
     changes by chroot(2), pivot_root(2) and setns(2) into a mount namespace, on any thread
     sharing the task's fs_struct, with no stop of that task: under write rules the policy's
-    filter refuses all three in BPF (policy.filter: write_rules, setns_rules), for every task
-    of the sandbox. Not when the filter hands those refusals to the tracer (a log or audit
-    mode, filter.needs_tracer_for_denials): the call might then run, and the root is opened
-    afresh at every stop. unshare(CLONE_NEWNS) and clone(CLONE_NEWNS) move the root into a
-    copy of the mount tree, which mounts could make differ: the mount family is refused under
-    the same rules, so the copy stays what the kept root shows (mounts propagated from outside
-    reach the copy as they reach the original: unshare keeps peers and masters).
+    filter refuses all three for every task of the sandbox (policy.filter: write_rules,
+    setns_rules), in BPF, or with a log as a TRACE stop that stays stopped until the tracer
+    refuses it (judge: _outside_table, the mount group). Not in audit mode, where those calls
+    run: the root is opened afresh at every stop. unshare(CLONE_NEWNS) and
+    clone(CLONE_NEWNS) move the root into a copy of the mount tree, which mounts could make
+    differ: the mount family is refused under the same rules, so the copy stays what the kept
+    root shows (mounts propagated from outside reach the copy as they reach the original:
+    unshare keeps peers and masters).
     A task's id is forgotten when it exits (another task may get it) and when it execs."""
 
     def __init__(self) -> None:
