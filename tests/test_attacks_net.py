@@ -113,3 +113,18 @@ def test_af_unspec_neither_crashes_nor_passes(mode: str, peer: Peer, tmp_path: P
     out = runner.run("net", "unspec", FORBIDDEN_PEER, str(PORT), policy=NET_POLICY)
     assert "connect(AF_UNSPEC):" in out.stdout and out.returncode == 1, str(out)
     assert not peer.received(FORBIDDEN_PEER), str(out)
+
+
+@pytest.mark.parametrize("op", ["socketcall_connect", "socketcall_sendto"])
+def test_user_secfilt_with_a_log_refuses_i386_socketcall(op: str, peer: Peer, tmp_path: Path,
+                                                         request) -> None:
+    """secfilt run by a user has no cgroup programs: the supervisor holds the destinations and
+    the filter refuses i386 socketcall, whose sockaddr nothing could judge race-free. With a
+    log, that refusal becomes a tracer stop: the tracer must refuse it too, even toward an
+    allowed peer (judging it would leave the rewrite race open)."""
+    runner = runner_for("secfilt-user", Tree.make(tmp_path), request, peer)
+    quiet = runner.run("entry", "int80", op, ALLOWED_PEER, str(PORT), policy=NET_POLICY)
+    logged = runner.run("entry", "int80", op, ALLOWED_PEER, str(PORT),
+                        policy={**NET_POLICY, "verbose": True})
+    assert not peer.received(ALLOWED_PEER), f"{quiet}\n{logged}"
+    assert "socketcall" in logged.stderr and "supervisor" in logged.stderr, str(logged)

@@ -6,6 +6,7 @@ import ctypes
 import errno
 import json
 import os
+from ipaddress import ip_network
 
 import pytest
 
@@ -192,3 +193,24 @@ def test_numbers_outside_the_table_are_libseccomp_s() -> None:
     for arch, numbers in judge.OUTSIDE_TABLE.items():
         for nr, name in numbers.items():
             assert pyseccomp.resolve_syscall(arches[arch], name) == nr, (name, arch)
+
+
+def test_supervised_judge_refuses_every_i386_socketcall() -> None:
+    """Supervised (no cgroup programs), the filter refuses i386 socketcall; with a log that
+    refusal is a TRACE stop, and judging the sockaddr here would race its rewrite. The judge
+    refuses without reading the call's memory (pid 0: any read would fail)."""
+    policy = Policy(no_outbound_network=True, netmasks=(ip_network("127.0.0.0/8"),),
+                    log_path="/dev/null")
+    connect = [3, 0, 0, 0, 0, 0]  # SYS_CONNECT, arguments at address 0
+    d = judge.Judge(policy, supervised=True).judge(0, AUDIT_ARCH_I386, 102, connect)
+    assert not d.allowed and d.log and d.syscall == "socketcall"
+    assert d.errno == policy.errno and "supervisor" in d.reason
+    # not supervised (a cgroup program holds the destinations): judged as before, and its
+    # unreadable arguments are refused for that reason instead
+    d = judge.Judge(policy).judge(0, AUDIT_ARCH_I386, 102, connect)
+    assert not d.allowed and "supervisor" not in d.reason
+    # a policy without destination rules has no supervisor: socketcall is judged (here its
+    # unreadable arguments refuse it), not refused for the supervisor's sake
+    d = judge.Judge(Policy(read_only=True), supervised=True).judge(0, AUDIT_ARCH_I386, 102,
+                                                                   connect)
+    assert "supervisor" not in d.reason

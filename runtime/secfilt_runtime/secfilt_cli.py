@@ -228,7 +228,7 @@ def _run_traced(policy: Policy, command: list[str], filters: Filters,
 
     try:
         status = tracer.trace_child(pid, policy, container_id=None, log_path=log_path,
-                                    release=release)
+                                    release=release, supervised=filters.handoff is not None)
     except BaseException:
         os.close(go_w)  # the child reads EOF and exits without running the command
         with contextlib.suppress(ChildProcessError):

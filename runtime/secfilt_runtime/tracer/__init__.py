@@ -26,13 +26,14 @@ PR_GET_DUMPABLE = 3
 
 
 def trace_child(pid: int, policy: Policy, *, container_id: str | None, log_path: str | None,
-                release: Callable[[], None] | None = None) -> int:
+                release: Callable[[], None] | None = None, supervised: bool = False) -> int:
     """Seize `pid` (the caller's child), call `release` (the child may go on: load its
     filters, exec), serve it and all its descendants until none is left; pid's wait status.
 
     The loop reaps with waitpid(-1): the caller should have no other children to wait for.
     """
-    tracer = Tracer(policy, container_id=container_id, log_path=log_path)
+    tracer = Tracer(policy, container_id=container_id, log_path=log_path,
+                    supervised=supervised)
     tracer.watch.add(pid)
     # undumpable while serving: a tracee of the same uid could otherwise write the tracer's
     # memory through /proc/PID/mem or take its descriptors with pidfd_getfd

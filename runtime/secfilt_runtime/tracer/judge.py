@@ -60,8 +60,13 @@ def s32(value: int) -> int:
 
 
 class Judge:
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, *, supervised: bool = False) -> None:
         self.policy = policy
+        # a user-notification supervisor holds the destination rules (no cgroup programs):
+        # it performs x86_64 calls only, and the filter refuses i386 socketcall outright. With
+        # a log that refusal reaches this judge, which must refuse it too: judging a sockaddr
+        # here, with no cgroup program behind, would race a thread rewriting it
+        self._refuse_socketcall = supervised and policy.restricts_destinations
         self.memory = Memory()
         self._rule = decide.write_rule(policy)
         self._openat2 = kernel.Openat2()
@@ -116,6 +121,13 @@ class Judge:
         entry = table.get(nr)
         try:
             if compat and nr == syscalls.SOCKETCALL_NR_I386:
+                if self._refuse_socketcall:
+                    decision = Decision(False, self.policy.errno,
+                                        decide.destination_rule(self.policy),
+                                        "i386 socketcall: the supervisor performs x86_64 "
+                                        "calls only", True)
+                    decision.syscall = "socketcall"
+                    return self._audited(decision)
                 entry, args = self._socketcall(tid, args)
                 if entry is None:
                     return ALLOWED
@@ -131,6 +143,10 @@ class Judge:
             return decision  # shared: never annotated
         if entry is not None:
             decision.syscall = entry.name
+        return self._audited(decision)
+
+    def _audited(self, decision: Decision) -> Decision:
+        """Audit mode lets a logged refusal through, but never a hardening one."""
         if decision.log and not decision.allowed and self.policy.audit \
                 and decision.rule != HARDEN_RULE:
             decision.allowed = True

@@ -51,9 +51,9 @@ SPIN_AGAIN_S = 250e-6
 
 class Tracer:
     def __init__(self, policy: Policy | None, *, container_id: str | None,
-                 log_path: str | None) -> None:
+                 log_path: str | None, supervised: bool = False) -> None:
         # policy None: the null tracer (resume every stop), for measurements
-        self.judge = Judge(policy) if policy is not None else None
+        self.judge = Judge(policy, supervised=supervised) if policy is not None else None
         self.audit = policy.audit if policy is not None else False
         self.log = PolicyLog(log_path, container_id) if log_path and policy else None
         self.tasks: set[int] = set()
