@@ -124,13 +124,15 @@ RUN = NEVER | {
     "secfilt_runtime.policy.cgroup_net", "secfilt_runtime.console",
     "secfilt_runtime.container.terminal", "secfilt_runtime.seccomp.cache",
 }
-# under a read-only policy the tracer runs; it imports typing, socket and threading today
-# (tracer.judge, tracer.log, tracer.control) and the policy's decisions ipaddress
+# under a read-only policy the tracer runs (the policy's decisions need ipaddress); its
+# control server (threading, socket) only in the forked tracer of a container
 RUN_READ_ONLY = NEVER | {
+    "typing", "socket", "selectors", "array",
     "secfilt_runtime.policy.cgroup_net",  # no destination rules
     "secfilt_runtime.supervisor", "secfilt_runtime.console", "termios",
 }
 SECFILT_READ_ONLY = RUN_READ_ONLY | {
+    "threading", "secfilt_runtime.tracer.control",
     "secfilt_runtime.lifecycle", "secfilt_runtime.spec", "secfilt_runtime.schema",
     "secfilt_runtime.state",
 }

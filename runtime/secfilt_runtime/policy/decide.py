@@ -23,7 +23,16 @@ under the same rules: the first hop is a destination no sockaddr names.
 
 from __future__ import annotations
 
-import socket
+from _socket import (  # socket.py adds ~5 ms to every start; its enums only name refusals
+    AF_INET,
+    AF_INET6,
+    AF_NETLINK,
+    AF_UNIX,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    SOCK_DGRAM,
+    SOCK_STREAM,
+)
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from ..records import record
@@ -33,14 +42,14 @@ from .sockaddr import Destination
 SOCK_TYPE_MASK = 0xF  # socket()'s type also carries SOCK_NONBLOCK | SOCK_CLOEXEC
 
 MAINSTREAM_FAMILIES = frozenset(
-    {socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK}
+    {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK}
 )
-INET_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6})
-INET_TYPES = frozenset({socket.SOCK_STREAM, socket.SOCK_DGRAM})
+INET_FAMILIES = frozenset({AF_INET, AF_INET6})
+INET_TYPES = frozenset({SOCK_STREAM, SOCK_DGRAM})
 IPPROTO_ICMP, IPPROTO_ICMPV6 = 1, 58
 IPPROTO_SCTP, IPPROTO_MPTCP = 132, 262
 # protocol 0 picks the family/type default (TCP, UDP)
-_ADDRESSED_PROTOCOLS = frozenset({0, socket.IPPROTO_TCP, socket.IPPROTO_UDP})
+_ADDRESSED_PROTOCOLS = frozenset({0, IPPROTO_TCP, IPPROTO_UDP})
 
 SOL_IP, SOL_IPV6 = 0, 41
 # (level, option) -> name: setsockopt options that send packets via hosts of their own
@@ -215,6 +224,8 @@ def socket_family(policy: Policy, family: int, type_: int, protocol: int | None 
 
 
 def _family_name(family: int) -> str:
+    import socket
+
     try:
         return socket.AddressFamily(family).name
     except ValueError:
@@ -222,6 +233,8 @@ def _family_name(family: int) -> str:
 
 
 def _type_name(type_: int) -> str:
+    import socket
+
     try:
         return socket.SocketKind(type_).name
     except ValueError:

@@ -28,7 +28,7 @@ seccomp_data.arch reports, not from the persona.
 from __future__ import annotations
 
 import errno as errno_mod
-import socket
+from _socket import AF_INET, AF_INET6
 
 from ..seccomp.profile import Action, ArgCondition, Profile, Rule
 from . import decide
@@ -169,7 +169,7 @@ def socket_rules(policy: Policy) -> list[Rule]:
         rules += [Rule(("socket",), deny, (ArgCondition(0, family, EQ),))
                   for family in range(top) if family not in allowed.families]
         rules.append(Rule(("socket",), deny, (ArgCondition(0, top, GT),)))
-    inet = [f for f in (socket.AF_INET, socket.AF_INET6)
+    inet = [f for f in (AF_INET, AF_INET6)
             if allowed.families is None or f in allowed.families]
     if allowed.inet_types is not None:
         rules += [Rule(("socket",), deny, (ArgCondition(0, family, EQ),

@@ -14,8 +14,8 @@ The kernel's own reading is the reference, not the family field alone:
 
 from __future__ import annotations
 
-import socket
 import struct
+from _socket import AF_INET, AF_INET6, AF_UNSPEC  # socket.py adds ~5 ms to every start
 from ipaddress import IPv4Address, IPv6Address
 
 from ..records import record
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
     Call = Literal["connect", "send"]
 
-AF_UNSPEC = socket.AF_UNSPEC
-AF_INET = socket.AF_INET
-AF_INET6 = socket.AF_INET6
 
 SOCKADDR_IN_LEN = 16
 # RFC 2133's sockaddr_in6 had no sin6_scope_id; the kernel still accepts that length

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from .. import kernel
 from ..errors import ContainerError
 from ..policy.model import Policy
-from .control import ControlServer, request_add
 from .loop import Tracer
 
 __all__ = ["add", "spawn", "trace_child"]
@@ -83,6 +82,8 @@ def spawn(pid: int, policy: Policy, *, container_id: str, log_path: str | None,
 
 def add(control_socket: str, pid: int) -> None:
     """Ask the tracer listening on `control_socket` to seize `pid`; returns once seized."""
+    from .control import request_add  # threading and socket: only the engines' exec path
+
     request_add(control_socket, pid)
 
 
@@ -107,7 +108,11 @@ def _tracer_main(pid: int, policy: Policy, container_id: str, log_path: str | No
     kernel.close_range(3, report - 1)
     kernel.close_range(report + 1)
     tracer = Tracer(policy, container_id=container_id, log_path=log_path)
-    server = ControlServer(control_socket, tracer.seize) if control_socket else None
+    server = None
+    if control_socket:
+        from .control import ControlServer
+
+        server = ControlServer(control_socket, tracer.seize)
     try:
         tracer.seize(pid)
     except OSError as e:
