@@ -379,6 +379,7 @@ def startup_split(cmd: list[str], shim: str | None, true_median: float | None,
     top_cum = median_by([[e for e in r if e[3] <= 1] for r in help_runs], lambda m: m, 2)
     split: dict[str, Any] = {
         "interpreter": py,
+        "started_as": "the launcher's Python part, -I -S" if launcher else "-m, with site",
         "wall_ms": walls,
         "help_import_total_ms": total_us / 1000,
         "help_top_packages_self_ms": sorted(((k, v / 1000) for k, v in by_pkg.items()),
@@ -402,8 +403,8 @@ def print_split(s: dict[str, Any]) -> None:
     print(f"\nsecfilt-runtime start-up (interpreter {s['interpreter']}), medians:")
     for k, v in s["wall_ms"].items():
         print(f"  {k:<62} {v:8.1f} ms")
-    print(f"  import time of `-m secfilt_runtime --help` (sum of -X importtime self): "
-          f"{s['help_import_total_ms']:.1f} ms")
+    print(f"  import time of `secfilt-runtime --help` as it starts ({s['started_as']}; sum of "
+          f"-X importtime self): {s['help_import_total_ms']:.1f} ms")
     print("  top 5 packages by own import time (self, summed over the package's modules):")
     for k, v in s["help_top_packages_self_ms"]:
         print(f"    {k:<40} {v:7.1f} ms")
