@@ -62,6 +62,20 @@ def test_cgroup_namespace_roots_the_view_at_the_container(runtime, make_bundle):
             assert path == "/", line
 
 
+@pytest.mark.parametrize("resources", [{}, {"pids": {"limit": 50}}], ids=["late-join", "pids"])
+def test_the_process_runs_in_its_cgroup_in_every_hierarchy(runtime, make_bundle, resources):
+    """Without a cgroup namespace or a pids limit the init joins its cgroup while it sets its
+    root up (lifecycle._init_may_join_late), with one stage1 joins before: either way the
+    process is in the container's cgroup, in every hierarchy, by the time it runs."""
+    r = runtime.run(make_bundle(["cat", "/proc/1/cgroup", "/proc/self/cgroup"],
+                                linux={"resources": resources} if resources else {}))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) % 2 == 0 and lines[: len(lines) // 2] == lines[len(lines) // 2:], r.stdout
+    paths = {line.split(":", 2)[2] for line in lines}
+    assert paths == {f"/secfilt-runtime/{runtime.cid}"}, r.stdout
+
+
 def test_user_namespace_maps_ids(runtime, make_bundle):
     linux = {
         "namespaces": [*ALL_NEW, {"type": "user"}],

@@ -194,7 +194,9 @@ def launch(
     stage1_child = Child(stage1)
     cleanup.callback(stage1_child.kill_and_reap)
 
-    cgroup.add(stage1)
+    join_late = _init_may_join_late(spec, plan)
+    if not join_late:
+        cgroup.add(stage1)  # stage1, then the init it forks, are in the cgroup from the start
     ours.send("go")
     try:
         if plan.new_user:
@@ -206,6 +208,9 @@ def launch(
         raise ContainerError(_why_vanished(e, stage1_child, cgroup, spec)) from None
     log.debug(f"{container_id}: init is pid {init.pid}")
     cleanup.callback(init.kill_and_reap)
+    if join_late:
+        # while the init sets its root up (it runs nothing of the container's before `start`)
+        cgroup.add(init.pid)
     stage1_child.reap()
     console = None
     try:
@@ -222,6 +227,20 @@ def launch(
     store.save(state)  # still "creating": the caller says when the container is created
     return Launched(state=state, channel=ours, cgroup=cgroup, init=init, console=console,
                     filters=filters)
+
+
+def _init_may_join_late(spec: Spec, plan: namespaces.NamespacePlan) -> bool:
+    """Whether the init may join its cgroup after it is forked, while it sets itself up, rather
+    than stage1 before: a v1 host makes the first cgroup.procs write wait for an RCU grace
+    period (~10 ms here), which then overlaps the init's own ~20 ms. Not where the cgroup must
+    hold from the start: a new cgroup namespace is rooted at the cgroup it is made in, and a
+    pids or memory limit is what the init's fork and set-up must meet (a limit too low for
+    them is reported by name only when they fail inside it)."""
+    resources = spec.linux.resources
+    limits = ((resources.get("pids") or {}).get("limit"),
+              (resources.get("memory") or {}).get("limit"))
+    return "cgroup" not in plan.new and not any(
+        isinstance(limit, int) and limit > 0 for limit in limits)
 
 
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})

@@ -82,7 +82,9 @@ def stage1_main(chan: Channel, spec: Spec, plan: NamespacePlan,
 
 def _stage1(chan: Channel, spec: Spec, plan: NamespacePlan, filters: Filters) -> None:
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-    chan.expect("go", "the runtime")  # the runtime has placed us in the container's cgroup
+    # the runtime has placed us in the container's cgroup, or will place the init there before
+    # it sends `start` (lifecycle._init_may_join_late)
+    chan.expect("go", "the runtime")
     namespaces.join(namespaces.open_joins(plan))
     if plan.new_user:
         kernel.unshare(kernel.CLONE_NEWUSER)
