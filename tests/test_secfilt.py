@@ -757,8 +757,13 @@ def test_metadata_race_is_stopped_by_the_mounts(secfilt: Secfilt, work: Path) ->
 
     for p in (own, victim):
         p.chmod(0o644)
-    base = subprocess.run([*user.prefix, *attack], cwd=work, env=user.env,
-                          capture_output=True, text=True, timeout=60)
+    # the baseline only shows the attack can win: a few tries of 2 s each (it lost all of a
+    # 2 s window, a million calls, in two runs of the suite so far)
+    for _ in range(3):
+        base = subprocess.run([*user.prefix, *attack], cwd=work, env=user.env,
+                              capture_output=True, text=True, timeout=60)
+        if mode(victim) == 0o600:
+            break
     assert mode(victim) == 0o600, f"the race does not work without a policy: {base}"
     for p in (own, victim):
         p.chmod(0o644)
