@@ -744,12 +744,13 @@ def test_metadata_race_is_stopped_by_the_mounts(secfilt: Secfilt, work: Path) ->
     from attacks.harness import binaries
 
     user = secfilt.user  # type: ignore[attr-defined]
-    for d in ("allowed", "forbidden"):
+    # names one byte apart: race.c flips that byte alone, so the path is never torn
+    for d in ("dir-a", "dir-b"):
         (work / d).mkdir()
         (work / d / "f").write_text("")
         for p in (work / d, work / d / "f"):
             give(p)
-    own, victim = work / "allowed/f", work / "forbidden/f"
+    own, victim = work / "dir-a/f", work / "dir-b/f"
     attack = [str(binaries() / "race"), "chmod", "2", str(own), str(victim)]
 
     def mode(p: Path) -> int:
@@ -757,10 +758,9 @@ def test_metadata_race_is_stopped_by_the_mounts(secfilt: Secfilt, work: Path) ->
 
     for p in (own, victim):
         p.chmod(0o644)
-    # the baseline only shows the attack can win here and now. As nobody it has lost whole
-    # 2 s windows (a million calls, the forbidden name never read intact) late in full suite
-    # runs, while it wins at once alone: three tries of 4 s, and where none wins there is
-    # nothing for the run under the policy to show
+    # the baseline only shows the attack can win here and now (with a torn-path flip it lost
+    # whole windows as nobody late in full suite runs): where it cannot, there is nothing for
+    # the run under the policy to show
     baseline = [*attack[:2], "4", *attack[3:]]
     for _ in range(3):
         base = subprocess.run([*user.prefix, *baseline], cwd=work, env=user.env,
@@ -771,7 +771,7 @@ def test_metadata_race_is_stopped_by_the_mounts(secfilt: Secfilt, work: Path) ->
         pytest.skip(f"the race did not win without a policy in 3 x 4 s: {base.stdout.strip()}")
     for p in (own, victim):
         p.chmod(0o644)
-    d = secfilt(f"--allow-write={work}/allowed", *attack)
+    d = secfilt(f"--allow-write={work}/dir-a", *attack)
     assert mode(victim) == 0o644, f"BYPASS as {user.name}: {d}"
     assert mode(own) == 0o600, f"the allowed side must still work: {d}"
 

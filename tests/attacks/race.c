@@ -30,8 +30,31 @@ static const char *paths[2];      /* [0] allowed, [1] forbidden */
 static const char *forbidden_file;
 static atomic_int stop;
 
+/* Whether a and b have one length and differ in exactly one byte (its index in *at) */
+static int one_byte_apart(const char *a, const char *b, size_t *at)
+{
+    size_t n = strlen(a), diffs = 0;
+    if (n != strlen(b))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) {
+            *at = i;
+            diffs++;
+        }
+    return diffs == 1;
+}
+
 static void flip_forever(char *buf)
 {
+    size_t at;
+    if (one_byte_apart(paths[0], paths[1], &at)) {
+        /* one store flips the name: the buffer never holds a torn one, so every read the
+         * kernel makes finds one of the two whole names */
+        volatile char *c = buf + at;
+        for (unsigned i = 0; !atomic_load(&stop); i++)
+            *c = paths[i & 1][at];
+        return;
+    }
     for (unsigned i = 0; !atomic_load(&stop); i++)
         strcpy(buf, paths[i & 1]);
 }
