@@ -86,13 +86,11 @@ class Judge:
         self._restricts_destinations = policy.restricts_destinations
 
     def close(self) -> None:
-        self.memory.close()
         if self._roots is not None:
             self._roots.close()
 
     def forget(self, tid: int) -> None:
-        """`tid` exec'd or exited: nothing learnt about its address space holds any more."""
-        self.memory.forget(tid)
+        """`tid` exited: its id may come back as another task's."""
         if self._roots is not None:
             self._roots.forget(tid)
 

@@ -1,12 +1,12 @@
 """The tracer's event loop: it owns waitpid(-1, __WALL) for every task it traces.
 
 Tasks are seized with PTRACE_SEIZE and options that make every fork, vfork, clone and thread
-auto-attached, every exec reported, every SECCOMP_RET_TRACE stop reported, and the tracees
+auto-attached, every SECCOMP_RET_TRACE stop reported, and the tracees
 killed if the tracer dies (EXITKILL: fail closed). Stops:
 - seccomp stop: judged; a denial sets orig_rax = -1 (skip) and rax = -errno in one SETREGS;
 - group-stop (SIGSTOP, SIGTSTP, ...): PTRACE_LISTEN, so the task stays stopped as it should;
 - signal-delivery-stop: the signal is re-injected;
-- other ptrace events (the auto-attach stop of a new task, fork/clone/exec events): resumed.
+- other ptrace events (the auto-attach stop of a new task, fork/clone events): resumed.
 Exit statuses are collected here too, and reach the real parent unchanged.
 """
 
@@ -25,9 +25,13 @@ from ..policy.model import Policy
 from .judge import Judge
 from .log import PolicyLog
 
+# No PTRACE_O_TRACEEXEC: nothing the tracer keeps depends on the address space (tracer.memory
+# reads the one the task has at each stop) and an exec keeps the root (tracer.resolve.Roots),
+# so an exec stop would only cost a round trip per process started. Under PTRACE_SEIZE, which
+# auto-attached tasks inherit, an exec then sends no SIGTRAP either.
 OPTIONS = (kernel.PTRACE_O_TRACESECCOMP | kernel.PTRACE_O_TRACEFORK
            | kernel.PTRACE_O_TRACEVFORK | kernel.PTRACE_O_TRACECLONE
-           | kernel.PTRACE_O_TRACEEXEC | kernel.PTRACE_O_EXITKILL)
+           | kernel.PTRACE_O_EXITKILL)
 _GROUP_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN,
                                  signal.SIGTTOU})
 _NEW_TASK_EVENTS = frozenset({kernel.PTRACE_EVENT_FORK, kernel.PTRACE_EVENT_VFORK,
@@ -56,6 +60,8 @@ class Tracer:
         self.judge = Judge(policy, supervised=supervised) if policy is not None else None
         self.audit = policy.audit if policy is not None else False
         self.log = PolicyLog(log_path, container_id) if log_path and policy else None
+        # ids seen and not yet reported gone; a thread that execs takes its leader's id with no
+        # report for its own, which then stays here until waitpid finds no tracee (ECHILD)
         self.tasks: set[int] = set()
         self.statuses: dict[int, int] = {}   # exit statuses of the pids someone asked for
         self.watch: set[int] = set()
@@ -131,15 +137,6 @@ class Tracer:
         event = status >> 16
         if event in _NEW_TASK_EVENTS:
             self.tasks.add(kernel.ptrace_geteventmsg(pid))
-            kernel.ptrace_cont(pid, 0)
-        elif event == kernel.PTRACE_EVENT_EXEC:
-            former = kernel.ptrace_geteventmsg(pid)
-            if former != pid:
-                self.tasks.discard(former)  # a thread exec'd: it took the leader's id
-            if self.judge is not None:
-                # a new address space: what was read through the old one is stale
-                self.judge.forget(pid)
-                self.judge.forget(former)
             kernel.ptrace_cont(pid, 0)
         elif event == kernel.PTRACE_EVENT_STOP:
             if sig in _GROUP_STOP_SIGNALS:

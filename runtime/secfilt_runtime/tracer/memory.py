@@ -14,11 +14,8 @@ from .. import kernel
 
 PATH_MAX = 4096
 _ADDRESS_LIMIT = 1 << 64
-# pread's offset is signed; no user address reaches this far (x86_64 user space ends at 2**56)
-_PREAD_LIMIT = 1 << 63
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-MAX_OPEN = 256  # /proc/TID/mem descriptors kept open at most (tasks making judged calls)
-# a path's first read: nearly every path fits, and a pread of 256 bytes costs ~0.8 us less
+# a path's first read: nearly every path fits, and a read of 256 bytes costs ~0.8 us less
 # here than one of a page (the bytes object allocated and copied)
 FIRST_READ = 256
 
@@ -32,27 +29,15 @@ class Unreadable(Exception):
 
 
 class Memory:
-    """One reader per tracer. Each task's /proc/TID/mem is opened at its first judged call and
-    kept: a pread on it costs a third of a process_vm_readv, which looks the task up and checks
-    ptrace access on every call. The descriptor is bound to the address space the task had
-    when it was opened, so forget() must be called when the task execs (a new address space)
-    or exits (its id may be reused); the tracer does both from the events it is sent.
-    When the file cannot be opened, process_vm_readv serves the read (a task without a
-    readable address space: EFAULT)."""
+    """One reader per tracer, reading with process_vm_readv: it looks the task up at every
+    call, so it always reads the address space the task has now. A /proc/TID/mem descriptor
+    kept between stops would read a third faster, but it stays bound to the address space it
+    was opened on: after an exec (or, for a vfork child, its parent's) it would read memory
+    the call never names, and only an exec stop at every exec (one more ptrace stop per
+    process started, ~100 us here) could tell the tracer to reopen it."""
 
     def __init__(self) -> None:
         self._reader = kernel.RemoteReader(128 * 1024 + PATH_MAX)
-        self._mem: dict[int, int] = {}  # tid -> /proc/TID/mem, oldest first
-
-    def forget(self, tid: int) -> None:
-        fd = self._mem.pop(tid, None)
-        if fd is not None:
-            os.close(fd)
-
-    def close(self) -> None:
-        for fd in self._mem.values():
-            os.close(fd)
-        self._mem.clear()
 
     def read(self, pid: int, addr: int, length: int, what: str) -> bytes:
         """Exactly `length` bytes at `addr`, or Unreadable(EFAULT)."""
@@ -87,32 +72,10 @@ class Memory:
         raise Unreadable(errno.EFAULT, what)
 
     def _read(self, pid: int, addr: int, length: int) -> bytes:
-        if addr + length <= _PREAD_LIMIT:
-            fd = self._mem.get(pid)
-            if fd is None:
-                fd = self._open(pid)
-            if fd is not None:
-                try:
-                    return os.pread(fd, length, addr)
-                except OSError as e:
-                    # EIO: the first page is not mapped (a later one: a short read instead)
-                    if e.errno != errno.EIO:
-                        raise
-                    return b""
         try:
             n = self._reader.read(pid, addr, length)
-            return ctypes.string_at(self._reader.buf, n)
         except OSError as e:
             if e.errno not in (errno.EPERM, errno.ENOSYS):
                 raise
-        return b""
-
-    def _open(self, pid: int) -> int | None:
-        try:
-            fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None  # gone, or not ours to read: process_vm_readv answers
-        if len(self._mem) >= MAX_OPEN:
-            os.close(self._mem.pop(next(iter(self._mem))))
-        self._mem[pid] = fd
-        return fd
+            return b""  # no readable address space: EFAULT for the caller
+        return ctypes.string_at(self._reader.buf, n)

@@ -79,7 +79,9 @@ class Roots:
     differ: the mount family is refused under the same rules, so the copy stays what the kept
     root shows (mounts propagated from outside reach the copy as they reach the original:
     unshare keeps peers and masters).
-    A task's id is forgotten when it exits (another task may get it) and when it execs."""
+    A task's id is forgotten when it exits (another task may get it). An exec keeps the root;
+    the id a thread loses when it execs (it takes its leader's) is never reported, and may
+    come back as another task of the sandbox, whose root is the same for the reasons above."""
 
     def __init__(self) -> None:
         self._fds: dict[int, int] = {}  # tid -> root, oldest first
