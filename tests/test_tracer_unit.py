@@ -135,7 +135,6 @@ def test_strings_end_where_the_kernel_would_end_them() -> None:
             else:
                 raise AssertionError("read past the mapping")
     finally:
-        mem.close()
         libc.munmap(base, page)
     # a string that crosses a page boundary is read whole; PATH_MAX bytes without a NUL are
     # ENAMETOOLONG
@@ -150,18 +149,6 @@ def test_strings_end_where_the_kernel_would_end_them() -> None:
         assert e.errno == errno.ENAMETOOLONG
     else:
         raise AssertionError("a string of PATH_MAX bytes")
-    mem.close()
-
-
-def test_memory_files_are_closed_when_a_task_is_forgotten() -> None:
-    before = len(os.listdir("/proc/self/fd"))
-    mem = Memory()
-    data = ctypes.create_string_buffer(b"kept\0")
-    assert mem.string(os.getpid(), ctypes.addressof(data), "path") == b"kept"
-    assert len(os.listdir("/proc/self/fd")) == before + 1
-    mem.forget(os.getpid())
-    assert len(os.listdir("/proc/self/fd")) == before
-    mem.forget(os.getpid())  # twice: nothing left to close
 
 
 def test_log_line_is_one_json_object() -> None:
