@@ -60,6 +60,14 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def helper(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tracer tests' static helper program (test_tracer_harness.HELPER_C), built once."""
+    from test_tracer_harness import build_helper  # imported here: it loads secfilt_runtime
+
+    return build_helper(tmp_path_factory.mktemp("tracer-helper"))
+
+
 @dataclass
 class Result:
     returncode: int

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_tracer_harness import HAVE_GCC, build_helper, run_traced
+from test_tracer_harness import HAVE_GCC, run_traced
 
 from secfilt_runtime.policy.model import Policy
 from secfilt_runtime.tracer import resolve
@@ -20,11 +20,6 @@ from secfilt_runtime.tracer.judge import Judge
 from secfilt_runtime.tracer.resolve import Roots
 
 EPERM = f"ERR {errno.EPERM}"
-
-
-@pytest.fixture(scope="session")
-def helper(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_helper(tmp_path_factory.mktemp("tracer-helper"))
 
 
 @pytest.fixture

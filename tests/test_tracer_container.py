@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_tracer_harness import HAVE_GCC, build_helper, enter_root, run_traced
+from test_tracer_harness import HAVE_GCC, enter_root, run_traced
 
 from secfilt_runtime.policy.model import Policy
 
@@ -20,10 +20,8 @@ EPERM = f"ERR {errno.EPERM}"
 
 
 @pytest.fixture
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("tracer-root")
-    helper = build_helper(base)
-    root = base / "root"
+def root(tmp_path_factory: pytest.TempPathFactory, helper: str) -> Path:
+    root = tmp_path_factory.mktemp("tracer-root") / "root"
     for d in ("allowed", "denied", "proc", "bin"):
         (root / d).mkdir(parents=True)
     shutil.copy(helper, root / "bin" / "helper")

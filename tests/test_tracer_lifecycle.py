@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from test_tracer_harness import (
     HAVE_GCC,
-    build_helper,
     log_records,
     read_lines,
     run_filtered_only,
@@ -26,11 +25,6 @@ from secfilt_runtime.policy.model import Policy
 
 pytestmark = pytest.mark.skipif(not HAVE_GCC, reason="needs gcc to build the helper")
 EPERM = f"ERR {errno.EPERM}"
-
-
-@pytest.fixture(scope="session")
-def helper(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_helper(tmp_path_factory.mktemp("tracer-life-helper"))
 
 
 def _gone(pid: int, timeout: float = 5.0) -> bool:

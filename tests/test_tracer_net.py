@@ -11,18 +11,13 @@ import socket
 from pathlib import Path
 
 import pytest
-from test_tracer_harness import HAVE_GCC, build_helper, log_records, run_traced
+from test_tracer_harness import HAVE_GCC, log_records, run_traced
 
 from secfilt_runtime.policy.model import Policy
 
 pytestmark = pytest.mark.skipif(not HAVE_GCC, reason="needs gcc to build the helper")
 EPERM = f"ERR {errno.EPERM}"
 UNREACH = f"ERR {errno.ENETUNREACH}"
-
-
-@pytest.fixture(scope="session")
-def helper(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_helper(tmp_path_factory.mktemp("tracer-net-helper"))
 
 
 def test_no_outbound_network_on_every_sending_call(helper: str) -> None:
