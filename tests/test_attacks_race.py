@@ -40,13 +40,20 @@ CGROUP2_ROOT = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified
     else "/sys/fs/cgroup"
 
 
+# The flipped names are one byte apart ('/' against '-'): race.c rewrites that byte alone, so
+# the buffer always holds one whole name, never a torn one. allowed-not is outside allow-write
+# (which is judged on whole components), allowed/not inside it.
+FLIPPED = {"x": ("allowed/not/x", "allowed-not/x"),
+           "victim": ("allowed/not/victim", "allowed-not/victim")}
+
+
 def race_args(kind: str, path) -> list[str]:
     if kind in ("buf", "shm", "vmwrite"):
-        return [kind, RACE_SECONDS, path("allowed/x"), path("forbidden/x")]
+        return [kind, RACE_SECONDS, *map(path, FLIPPED["x"])]
     if kind == "cwd":
         return [kind, RACE_SECONDS, path("allowed"), path("forbidden"), "x"]
     if kind == "chmod":
-        return [kind, RACE_SECONDS, path("allowed/own"), path("forbidden/victim")]
+        return [kind, RACE_SECONDS, *map(path, FLIPPED["victim"])]
     if kind == "how":
         return [kind, RACE_SECONDS, path("forbidden/x")]
     return [kind, RACE_SECONDS, path("allowed/l"), path("allowed/sub"), path("forbidden"), "x"]
@@ -54,13 +61,19 @@ def race_args(kind: str, path) -> list[str]:
 
 def changed(kind: str, tree: Tree) -> bool:
     if kind == "chmod":
-        return (tree / "forbidden/victim").stat().st_mode & 0o777 == 0o600
+        return (tree / FLIPPED["victim"][1]).stat().st_mode & 0o777 == 0o600
+    if kind in ("buf", "shm", "vmwrite"):
+        return (tree / FLIPPED["x"][1]).exists()
     return (tree / "forbidden/x").exists()
 
 
 def make_tree(tmp_path: Path) -> Tree:
     tree = Tree.make(tmp_path)
     (tree / "allowed/sub").mkdir()
+    (tree / "allowed/not").mkdir()
+    for name in FLIPPED["victim"]:  # chmod's files, neither 0600 yet
+        (tree / name).write_text("victim\n")
+        (tree / name).chmod(0o644)
     return tree
 
 

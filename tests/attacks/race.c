@@ -9,7 +9,10 @@
  *   chmod   ALLOWED FORBIDDEN        a thread flips the path buffer of chmod(0600); got through
  *                                    when FORBIDDEN's mode is 0600
  *   how     FORBIDDEN                a thread flips openat2's open_how.flags between O_RDONLY
- *                                    and O_WRONLY|O_CREAT */
+ *                                    and O_WRONLY|O_CREAT
+ * buf, shm, vmwrite and chmod: where ALLOWED and FORBIDDEN have one length and differ in one
+ * byte, that byte alone is written (one store), so every read of the buffer finds one whole
+ * name; other names are copied whole and can be read torn. */
 #include "common.h"
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -151,10 +154,13 @@ static char *victim_in_parent;
 static void flip_vm(void)
 {
     char local[PATHMAX];
+    size_t at = 0;
+    /* names one byte apart: that byte alone is written, never a torn name (as flip_forever) */
+    int one = one_byte_apart(paths[0], paths[1], &at);
     for (unsigned i = 0;; i++) {
-        size_t n = strlen(paths[i & 1]) + 1;
-        memcpy(local, paths[i & 1], n);
-        struct iovec l = {local, n}, r = {victim_in_parent, n};
+        size_t n = one ? 1 : strlen(paths[i & 1]) + 1;
+        memcpy(local, paths[i & 1] + at, n);
+        struct iovec l = {local, n}, r = {victim_in_parent + at, n};
         if (process_vm_writev(parent, &l, 1, &r, 1, 0) < 0) {
             printf("process_vm_writev: %s\n", strerror(errno));
             return;
