@@ -8,8 +8,6 @@ import json
 import os
 from ipaddress import ip_network
 
-import pytest
-
 from secfilt_runtime.policy.model import Policy
 from secfilt_runtime.policy.syscalls import AUDIT_ARCH_I386, AUDIT_ARCH_X86_64
 from secfilt_runtime.tracer import judge, log
@@ -36,7 +34,9 @@ def test_unknown_architecture_is_refused() -> None:
 
 
 def test_hardening_by_registers() -> None:
-    j = judge.Judge(Policy(read_only=True))
+    # with a log: without one the filter answers ERRNO itself, which outranks any TRACE, and
+    # these calls never reach a tracer
+    j = judge.Judge(Policy(read_only=True, log_path="/dev/null"))
     clone = 56
     assert j.judge(0, AUDIT_ARCH_X86_64, clone, [0x11, 0, 0, 0, 0, 0]).allowed
     d = j.judge(0, AUDIT_ARCH_X86_64, clone, [0x00800011, 0, 0, 0, 0, 0])
@@ -172,14 +172,6 @@ def test_address_lengths_the_kernel_refuses() -> None:
     # a pointer the tracer cannot read is never let through
     d = j.judge(os.getpid(), AUDIT_ARCH_X86_64, connect, [3, 8, 16, 0, 0, 0])
     assert not d.allowed and d.errno == errno.EFAULT
-
-
-def test_numbers_outside_the_table_are_libseccomp_s() -> None:
-    pyseccomp = pytest.importorskip("pyseccomp")
-    arches = {AUDIT_ARCH_X86_64: pyseccomp.Arch.X86_64, AUDIT_ARCH_I386: pyseccomp.Arch.X86}
-    for arch, numbers in judge.OUTSIDE_TABLE.items():
-        for nr, name in numbers.items():
-            assert pyseccomp.resolve_syscall(arches[arch], name) == nr, (name, arch)
 
 
 def test_supervised_judge_refuses_every_i386_socketcall() -> None:

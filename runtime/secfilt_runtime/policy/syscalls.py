@@ -3,7 +3,9 @@ both the BPF filter builder (policy.filter) and the tracer (tracer.judge) read, 
 never disagree on what a call does.
 
 Numbers are kept here for x86_64 and i386 (the `int 0x80` entry an x86_64 process can use):
-the tracer dispatches on (arch, nr) from PTRACE_GET_SYSCALL_INFO, never on the filter's data.
+the tracer dispatches on (arch, nr) from PTRACE_GET_SYSCALL_INFO. NUMBERS also names the calls
+the filter refuses without the tracer ever judging them (chroot, setns, bpf): the tracer checks
+a refusal's data against the filter's own rule for the call (tracer.refusals).
 Some calls are newer than the installed libseccomp (setxattrat, removexattrat, file_setattr,
 open_tree_attr): the filter names them all, the compiler skips what libseccomp cannot resolve
 (reported by seccomp.compiler as `skipped`).
@@ -142,7 +144,7 @@ NUMBERS: dict[str, tuple[int | None, int | None]] = {
     "prctl": (157, 172), "process_vm_writev": (311, 348), "open_by_handle_at": (304, 342),
     "io_uring_setup": (425, 425), "io_uring_enter": (426, 426),
     "io_uring_register": (427, 427), "ioctl": (16, 54), "userfaultfd": (323, 374),
-    "setsockopt": (54, 366),
+    "setsockopt": (54, 366), "chroot": (161, 61), "setns": (308, 346), "bpf": (321, 357),
 }
 
 _TABLE: tuple[Syscall, ...] = (

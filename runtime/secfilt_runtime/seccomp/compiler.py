@@ -10,14 +10,13 @@ of them could never match); the native architecture is always in the filter.
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 import pyseccomp
 
 from ..errors import ConfigError
 from ..records import record
 from . import enosys
-from .profile import AUDIT_ARCH, NATIVE_ARCH, Action, ArgCondition, Profile
+from .profile import AUDIT_ARCH, NATIVE_ARCH, Action, Profile, condition_groups
 
 # bump when the way programs are built changes: the cache key includes it
 COMPILER_VERSION = 1
@@ -54,16 +53,6 @@ def action_value(action: Action) -> int:
             "SCMP_ACT_KILL_PROCESS": pyseccomp.KILL_PROCESS, "SCMP_ACT_TRAP": pyseccomp.TRAP,
             "SCMP_ACT_ALLOW": pyseccomp.ALLOW, "SCMP_ACT_LOG": pyseccomp.LOG,
             "SCMP_ACT_NOTIFY": pyseccomp.NOTIFY}[name]
-
-
-def condition_groups(args: tuple[ArgCondition, ...]) -> list[tuple[ArgCondition, ...]]:
-    """The argument conditions of one rule as libseccomp rules: all together, or one rule each
-    when an index repeats (runc's behaviour)."""
-    if not args:
-        return [()]
-    if max(Counter(a.index for a in args).values()) > 1:
-        return [(a,) for a in args]
-    return [args]
 
 
 def compile_profile(profile: Profile, *, field: str = "linux.seccomp",

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class Action:
     name: str                 # "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", ...
     errno: int | None = None  # SCMP_ACT_ERRNO (errnoRet / defaultErrnoRet); None = EPERM
-    data: int = 0             # SCMP_ACT_TRACE's data (the tracer never trusts it)
+    data: int = 0             # SCMP_ACT_TRACE's data (policy.filter: which refusal it is)
 
 
 @record(frozen=True)
@@ -191,6 +191,36 @@ def _rule(doc: object, field: str) -> Rule:
             op=_choice(a.get("op"), OPERATORS, f"{af}.op", "seccomp operator"),
             value_two=_uint(a.get("valueTwo", 0), f"{af}.valueTwo", 64)))
     return Rule(names=tuple(names), action=action, args=tuple(args))
+
+
+def condition_groups(args: tuple[ArgCondition, ...]) -> list[tuple[ArgCondition, ...]]:
+    """The argument conditions of one rule as the filter tests them: all together, or each on
+    its own when an index repeats (runc's behaviour: an AND of them could never match)."""
+    if not args:
+        return [()]
+    indexes = [a.index for a in args]
+    if len(set(indexes)) < len(indexes):
+        return [(a,) for a in args]
+    return [args]
+
+
+def condition_holds(condition: ArgCondition, value: int) -> bool:
+    """Whether a syscall argument (as seccomp_data holds it) meets `condition`, as the compiled
+    filter decides it."""
+    op, datum = condition.op, condition.value
+    if op == "SCMP_CMP_MASKED_EQ":
+        return value & datum == condition.value_two
+    if op == "SCMP_CMP_EQ":
+        return value == datum
+    if op == "SCMP_CMP_NE":
+        return value != datum
+    if op == "SCMP_CMP_GT":
+        return value > datum
+    if op == "SCMP_CMP_GE":
+        return value >= datum
+    if op == "SCMP_CMP_LT":
+        return value < datum
+    return value <= datum  # SCMP_CMP_LE
 
 
 def to_json(profile: Profile) -> dict[str, Any]:

@@ -1,6 +1,12 @@
 """One SECCOMP_RET_TRACE stop -> allow, or deny with an errno: decoded by the architecture the
 registers report, looked up in policy.syscalls, judged by policy.decide.
 
+A stop the filter makes only to log a refusal of its own (a nonzero data value, confirmed by
+tracer.refusals) is not judged: refused with the policy's errno and the rule and reason
+policy.filter gives it. What is judged here is what the filter sends with data 0 (JUDGE): calls
+whose pointer arguments decide (paths, sockaddrs, open_how, msghdr, i386 socketcall's argument
+block), and stops only the process's own filter asked for, by number.
+
 Outcomes:
 - allowed;
 - denied by a policy rule (logged; in audit mode allowed and logged);
@@ -17,10 +23,12 @@ from _socket import AF_UNIX  # socket.py would add ~5 ms (selectors, enum)
 
 from .. import kernel
 from ..policy import decide, sockaddr, syscalls
+from ..policy.filter import HARDENING_RULE
 from ..policy.model import Policy
 from ..policy.syscalls import AUDIT_ARCH_I386, Group, PathArg, Syscall
 from ..records import field, record
 from .memory import Memory, Unreadable
+from .refusals import Covered, Refusals
 from .resolve import Fails, NotAFile, Resolver, Roots, Unjudgeable, is_plain_absolute, plain
 
 # annotations only (strings here): typing costs ~5 ms of every secfilt start
@@ -31,16 +39,10 @@ if TYPE_CHECKING:
 SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 UIO_MAXIOV = 1024   # sendmmsg handles at most this many messages
 CONTROL_MAX = 128 * 1024  # above net.core.optmem_max the kernel answers ENOBUFS anyway
-HARDEN_RULE = "sandbox-integrity"
+HARDEN_RULE = HARDENING_RULE
 RESOLVE_IN_ROOT = 0x10
 ARCH_NAMES = {syscalls.AUDIT_ARCH_X86_64: "x86_64", AUDIT_ARCH_I386: "i386"}
 MEMO_MAX = 4096  # remembered verdicts per kind; forgotten all at once when full
-# Calls the policy's filter refuses outright that policy.syscalls does not list (no argument of
-# theirs is read from memory). With a log or in audit mode the filter's refusal is a TRACE
-# (filter.deny_action) so the tracer can log it: the tracer must then refuse (audit: allow)
-# as BPF would have, not let a call it does not know through. Numbers as in libseccomp.
-OUTSIDE_TABLE = {syscalls.AUDIT_ARCH_X86_64: {161: "chroot", 308: "setns", 321: "bpf"},
-                 AUDIT_ARCH_I386: {61: "chroot", 346: "setns", 357: "bpf"}}
 
 
 @record
@@ -66,11 +68,9 @@ def s32(value: int) -> int:
 class Judge:
     def __init__(self, policy: Policy, *, supervised: bool = False) -> None:
         self.policy = policy
-        # a user-notification supervisor holds the destination rules (no cgroup programs):
-        # it performs x86_64 calls only, and the filter refuses i386 socketcall outright. With
-        # a log that refusal reaches this judge, which must refuse it too: judging a sockaddr
-        # here, with no cgroup program behind, would race a thread rewriting it
-        self._refuse_socketcall = supervised and policy.restricts_destinations
+        # the filter's own refusals, as built for this tracer's processes: `supervised` (the
+        # destination calls go to a user-notification supervisor) changes which those are
+        self._refusals = Refusals(policy, supervised)
         self.memory = Memory()
         self._rule = decide.write_rule(policy)
         self._openat2 = kernel.Openat2()
@@ -112,7 +112,8 @@ class Judge:
             self._writes[path] = verdict
         return verdict
 
-    def judge(self, tid: int, arch: int, nr: int, args: list[int]) -> Decision:
+    def judge(self, tid: int, arch: int, nr: int, args: list[int], data: int = 0) -> Decision:
+        """`data`: the stop's SECCOMP_RET_TRACE data (policy.filter: JUDGE or a refusal)."""
         table = syscalls.BY_ARCH.get(arch)
         if table is None:
             # the filter only admits the architectures in the table; anything else is foreign
@@ -120,32 +121,31 @@ class Judge:
         compat = arch == AUDIT_ARCH_I386
         if compat:
             args = [a & 0xFFFFFFFF for a in args]
+        refused = self._refusals.find(arch, nr, args, data)
+        if refused is not None:
+            return self._audited(self._refused(refused, args))
         entry = table.get(nr)
         try:
             if compat and nr == syscalls.SOCKETCALL_NR_I386:
-                if self._refuse_socketcall:
-                    decision = Decision(False, self.policy.errno,
-                                        decide.destination_rule(self.policy),
-                                        "i386 socketcall: the supervisor performs x86_64 "
-                                        "calls only", True)
-                    decision.syscall = "socketcall"
-                    return self._audited(decision)
                 entry, args = self._socketcall(tid, args)
-                if entry is None:
-                    return ALLOWED
             if entry is None:
-                decision = self._outside_table(OUTSIDE_TABLE[arch].get(nr), args)
-            else:
-                decision = self._dispatch(tid, entry, args, compat)
+                # no rule of the policy is about this call: a stop of the process's own filter
+                return ALLOWED
+            decision = self._dispatch(tid, entry, args, compat)
         except Unreadable as e:
             decision = Decision(False, e.errno, reason=str(e))
         except Fails as e:
             decision = Decision(False, e.errno, reason=str(e))
         if decision is ALLOWED:
             return decision  # shared: never annotated
-        if entry is not None:
+        if entry is not None:  # None: socketcall's argument block could not be read
             decision.syscall = entry.name
         return self._audited(decision)
+
+    def _refused(self, refused: Covered, args: list[int]) -> Decision:
+        """An outright refusal of the filter, sent here only to be logged."""
+        return Decision(False, self.policy.errno, refused.refusal.rule, refused.refusal.reason,
+                        True, refused.name, refused.details(args))
 
     def _audited(self, decision: Decision) -> Decision:
         """Audit mode lets a logged refusal through, but never a hardening one."""
@@ -165,12 +165,12 @@ class Judge:
 
     def _dispatch(self, tid: int, entry: Syscall, args: list[int], compat: bool) -> Decision:
         group = entry.group
-        if entry.name == "ioctl" and args[1] & 0xFFFFFFFF in syscalls.TTY_INJECTION:
-            return Decision(False, self.policy.errno, HARDEN_RULE,
-                            "terminal input injection reaches outside the sandbox", True,
-                            details={"request": args[1] & 0xFFFFFFFF})
-        if group is Group.HARDEN:
-            return self._harden(entry, args)
+        if group is Group.HARDEN or group is Group.MOUNT:
+            # whatever these groups refuse the filter refuses outright (tracer.refusals): a
+            # stop that reaches this point is one the process's own filter asked for
+            return ALLOWED
+        # socket and setsockopt reach this point from i386 socketcall too, whose arguments
+        # are in memory where BPF cannot see them: they are decided here
         if group is Group.SOCKET:
             verdict = decide.socket_family(self.policy, s32(args[0]), s32(args[1]),
                                            s32(args[2]))
@@ -178,14 +178,6 @@ class Judge:
                                            "protocol": s32(args[2])})
         if group is Group.NET:
             return self._net(tid, entry, args, compat)
-        if group is Group.MOUNT:
-            if self._restricts_writes:
-                return Decision(False, self.policy.errno, self._rule,
-                                "the mount tree cannot change under a write restriction", True)
-            if self._restricts_destinations:
-                return Decision(False, self.policy.errno, decide.destination_rule(self.policy),
-                                "a mount could make the cgroup mounts writable again", True)
-            return ALLOWED
         if not self._restricts_writes:
             return ALLOWED
         if group is Group.BIND:
@@ -197,34 +189,6 @@ class Judge:
             return self._open(tid, entry, args)
         return self._write(tid, entry, args)
 
-    def _outside_table(self, name: str | None, args: list[int]) -> Decision:
-        """A call policy.syscalls does not list (OUTSIDE_TABLE), as the policy's filter
-        decides it (policy.filter: write_rules, destination_rules, setns_rules). Anything
-        else stopped only by a filter of the process's own: allowed."""
-        decision = ALLOWED
-        if name == "chroot" and self._restricts_writes:
-            # the tracer judges names in the process's root; the rules were written for this one
-            decision = Decision(False, self.policy.errno, self._rule,
-                                "a new root gives the policy's names other meanings", True)
-        elif name == "bpf" and self._restricts_destinations:
-            decision = Decision(False, self.policy.errno, decide.destination_rule(self.policy),
-                                "bpf could detach the destination programs", True)
-        elif name == "setns":
-            nstype = args[1] & 0xFFFFFFFF
-            mount = nstype == 0 or nstype & syscalls.CLONE_NEWNS
-            cgroup = nstype == 0 or nstype & syscalls.CLONE_NEWCGROUP
-            if mount and self._restricts_writes:
-                decision = Decision(False, self.policy.errno, self._rule,
-                                    "another mount namespace leaves the read-only mounts", True)
-            elif cgroup and self._restricts_destinations:
-                decision = Decision(False, self.policy.errno,
-                                    decide.destination_rule(self.policy),
-                                    "another cgroup namespace reaches other cgroups", True)
-        if decision is not ALLOWED:
-            decision.syscall = name  # type: ignore[assignment]
-            decision.details = {"nstype": args[1] & 0xFFFFFFFF} if name == "setns" else {}
-        return decision
-
     # --- verdicts -------------------------------------------------------------------------
 
     def _verdict(self, verdict: decide.Verdict, details: dict[str, Any]) -> Decision:
@@ -232,19 +196,6 @@ class Judge:
             return ALLOWED
         return Decision(False, self.policy.errno, verdict.rule, verdict.reason, True,
                         details=details)
-
-    def _harden(self, entry: Syscall, args: list[int]) -> Decision:
-        name = entry.name
-        if name == "clone" and not args[0] & syscalls.CLONE_UNTRACED:
-            return ALLOWED
-        if name == "clone3":
-            return Decision(False, errno.ENOSYS, reason="clone3 flags cannot be checked")
-        if name == "seccomp" and not (
-                args[0] & 0xFFFFFFFF == syscalls.SECCOMP_SET_MODE_FILTER
-                and args[1] & syscalls.SECCOMP_FILTER_FLAG_NEW_LISTENER):
-            return ALLOWED
-        return Decision(False, self.policy.errno, HARDEN_RULE,
-                        f"{name} would let the process escape the sandbox", True)
 
     # --- file system ----------------------------------------------------------------------
 

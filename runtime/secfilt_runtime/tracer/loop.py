@@ -3,7 +3,8 @@
 Tasks are seized with PTRACE_SEIZE and options that make every fork, vfork, clone and thread
 auto-attached, every SECCOMP_RET_TRACE stop reported, and the tracees
 killed if the tracer dies (EXITKILL: fail closed). Stops:
-- seccomp stop: judged; a denial sets orig_rax = -1 (skip) and rax = -errno in one SETREGS;
+- seccomp stop: judged, or refused as the filter's data says (tracer.refusals); a denial sets
+  orig_rax = -1 (skip) and rax = -errno in one SETREGS;
 - group-stop (SIGSTOP, SIGTSTP, ...): PTRACE_LISTEN, so the task stays stopped as it should;
 - signal-delivery-stop: the signal is re-injected;
 - other ptrace events (the auto-attach stop of a new task, fork/clone events): resumed.
@@ -37,9 +38,10 @@ _GROUP_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN,
 _NEW_TASK_EVENTS = frozenset({kernel.PTRACE_EVENT_FORK, kernel.PTRACE_EVENT_VFORK,
                               kernel.PTRACE_EVENT_CLONE})
 _SKIP = (1 << 64) - 1  # orig_rax = -1
-# kernel.SyscallInfo's fields up to args, decoded in one call (a ctypes field read each costs
-# about as much as this whole unpack)
-_INFO = struct.Struct("<B3xIQQQ6Q")
+# kernel.SyscallInfo's fields up to the seccomp member's ret_data (SECCOMP_RET_TRACE's data:
+# policy.filter's JUDGE or one of its logged refusals), decoded in one call (a ctypes field
+# read each costs about as much as this whole unpack)
+_INFO = struct.Struct("<B3xIQQQ6QI")
 # Polling before sleeping. A tracer asleep in waitpid is woken by its tracee's stop; on an idle
 # VM that wake-up crosses CPUs through a halted vCPU (~50-100 us here, more than judging the
 # call), and the scheduler places the two on different CPUs whatever the tracer's affinity
@@ -152,11 +154,11 @@ class Tracer:
         if self.judge is None:
             return
         self._stop.syscall_info(tid)
-        op, arch, _ip, _sp, nr, *args = _INFO.unpack_from(self._info)
+        op, arch, _ip, _sp, nr, *args, data = _INFO.unpack_from(self._info)
         try:
             if op != kernel.PTRACE_SYSCALL_INFO_SECCOMP:
                 raise ValueError(f"stop of kind {op} at a seccomp event")
-            decision = self.judge.judge(tid, arch, nr, args)
+            decision = self.judge.judge(tid, arch, nr, args, data)
         except ProcessLookupError:
             raise
         except Exception:  # noqa: BLE001 - whatever went wrong, never let the call through

@@ -73,8 +73,8 @@ class Roots:
     sharing the task's fs_struct, with no stop of that task: under write rules the policy's
     filter refuses all three for every task of the sandbox (policy.filter: write_rules,
     setns_rules), in BPF, or with a log as a TRACE stop that stays stopped until the tracer
-    refuses it (judge: _outside_table, the mount group). Not in audit mode, where those calls
-    run: the root is opened afresh at every stop. unshare(CLONE_NEWNS) and
+    refuses it (tracer.refusals: the stop's data names the refusal). Not in audit mode, where
+    those calls run: the root is opened afresh at every stop. unshare(CLONE_NEWNS) and
     clone(CLONE_NEWNS) move the root into a copy of the mount tree, which mounts could make
     differ: the mount family is refused under the same rules, so the copy stays what the kept
     root shows (mounts propagated from outside reach the copy as they reach the original:
