@@ -114,6 +114,18 @@ PROBE = textwrap.dedent(r'''
             if libc.sendto(s.fileno(), b"x", 1, 0, raw, len(raw)) < 0:
                 e = ctypes.get_errno()
                 raise OSError(e, os.strerror(e))
+    def by_fd(path, change):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            change(fd)
+        finally:
+            os.close(fd)
+    def at(directory, name, change):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            change(name, fd)
+        finally:
+            os.close(fd)
     OPS = {
         "unspec4": unspec,
         "tcp4": lambda h, p: connect(socket.AF_INET, h, p),
@@ -133,6 +145,10 @@ PROBE = textwrap.dedent(r'''
         "chmod": lambda p: os.chmod(p, 0o600),
         "truncate": lambda p: os.truncate(p, 0),
         "utime": os.utime,
+        "fchmod": lambda p: by_fd(p, lambda fd: os.chmod(fd, 0o600)),
+        "futime": lambda p: by_fd(p, os.utime),  # utimensat(fd, NULL)
+        "chmodat": lambda d, n: at(d, n, lambda n, fd: os.chmod(n, 0o600, dir_fd=fd)),
+        "chmodcwd": lambda d, n: (os.chdir(d), os.chmod(n, 0o600)),
     }
     out = {}
     for arg in sys.argv[1:]:
@@ -386,6 +402,34 @@ def test_allow_write_path_missing_or_out_of_reach_still_runs(secfilt: Secfilt,
     d = secfilt("--allow-write=/root/secfilt-nope", f"--allow-write={work}/absent",
                 "sh", "-c", f"echo ok; mkdir {work}/absent")
     assert d.out == "ok\n" and d.code != 0 and not (work / "absent").exists(), d
+
+
+def test_metadata_by_descriptor_and_relative_name(probe, tree: Path) -> None:
+    """A descriptor, or a name relative to one (or to the cwd), is allowed by the mount the
+    file is on (tracer.allowed_mounts) only inside the allow-write path. Outside it the tracer
+    refuses with the policy's errno: EROFS would mean the tracer let the call through and only
+    the read-only mounts stopped it."""
+    allowed, outside = tree / "allowed", tree / "outside"
+    (allowed / "sub").mkdir()
+    (allowed / "sub" / "g").write_text("x")
+    (allowed / "dir-out").symlink_to(outside)
+    (allowed / "file-out").symlink_to(outside / "f")
+    for p in (allowed / "sub", allowed / "sub" / "g"):
+        give(p)
+    os.lchown(allowed / "dir-out", NOBODY, NOBODY)
+    os.lchown(allowed / "file-out", NOBODY, NOBODY)
+    inside = [f"fchmod|{allowed}/f", f"futime|{allowed}/f", f"futime|{allowed}",
+              f"chmodat|{allowed}|f", f"chmodat|{allowed}|sub/g", f"chmodat|{tree}|allowed/f",
+              f"chmodcwd|{allowed}|sub/g"]
+    beyond = [f"fchmod|{outside}/f", f"futime|{outside}/f", f"futime|{outside}",
+              f"chmodat|{allowed}|../outside/f", f"chmodat|{allowed}|dir-out/f",
+              f"chmodat|{allowed}|file-out", f"chmodat|{outside}|f",
+              f"chmodat|{allowed}/sub|../../outside/f", f"chmodcwd|{allowed}|../outside/f",
+              f"chmodcwd|{allowed}|file-out"]
+    got = probe([f"--allow-write={allowed}"], [*inside, *beyond])
+    assert {op: got[op] for op in inside} == dict.fromkeys(inside, 0), got
+    assert {op: got[op] for op in beyond} == dict.fromkeys(beyond, "EPERM"), got
+    assert (outside / "f").stat().st_mode & 0o777 != 0o600
 
 
 def test_errno_option(probe, tree: Path) -> None:

@@ -8,9 +8,13 @@ import json
 import os
 from ipaddress import ip_network
 
+import pytest
+
+from secfilt_runtime import kernel
 from secfilt_runtime.policy.model import Policy
 from secfilt_runtime.policy.syscalls import AUDIT_ARCH_I386, AUDIT_ARCH_X86_64
 from secfilt_runtime.tracer import judge, log
+from secfilt_runtime.tracer.allowed_mounts import AllowedMounts
 from secfilt_runtime.tracer.memory import Memory, Unreadable
 
 
@@ -193,3 +197,34 @@ def test_supervised_judge_refuses_every_i386_socketcall() -> None:
     d = judge.Judge(Policy(read_only=True), supervised=True).judge(0, AUDIT_ARCH_I386, 102,
                                                                    connect)
     assert "supervisor" not in d.reason
+
+
+def test_allowed_mounts_answer_by_the_mount_a_file_is_on() -> None:
+    """/proc stands in for an allow-write path with a mount of its own (policy.mounts' clone):
+    what is on that mount is inside, whatever its name; anything else is left to the name."""
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY)
+    opener = kernel.Openat2()
+    me = os.getpid()
+    fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+           for p in ("/proc/self/status", "/etc/hostname", "/proc")]
+    try:
+        mounts = AllowedMounts(("/proc",), opener)
+        if not mounts.learn(root):
+            pytest.skip("no unique mount ids (Linux 6.8)")
+        # not a mount's root (a pid directory), and a symlink: no mount is wholly inside
+        assert AllowedMounts(("/proc/1", "/proc/self"), opener).learn(root) == frozenset()
+        on_proc, elsewhere, proc_dir = fds
+        assert mounts.holds(me, on_proc, root)
+        assert not mounts.holds(me, elsewhere, root)
+        assert not mounts.holds(me, 999_999, root)  # no such descriptor
+        assert mounts.holds_beneath(me, proc_dir, b"1/status", True, root)
+        assert mounts.holds_beneath(me, proc_dir, b"new-name", True, root)  # to be created
+        for name in (b"self/status",   # a symlink on the way
+                     b"self",          # a last symlink the call follows
+                     b"../etc/passwd", b"1/..", b"1/", b"sys/../../etc"):
+            assert not mounts.holds_beneath(me, proc_dir, name, True, root), name
+        assert mounts.holds_beneath(me, proc_dir, b"self", False, root)  # the link itself
+        assert AllowedMounts((), opener).learn(root) == frozenset()
+    finally:
+        for fd in (*fds, root):
+            os.close(fd)

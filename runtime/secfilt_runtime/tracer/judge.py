@@ -27,6 +27,7 @@ from ..policy.filter import HARDENING_RULE
 from ..policy.model import Policy
 from ..policy.syscalls import AUDIT_ARCH_I386, Group, PathArg, Syscall
 from ..records import field, record
+from .allowed_mounts import AllowedMounts
 from .memory import Memory, Unreadable
 from .refusals import Covered, Refusals
 from .resolve import Fails, NotAFile, Resolver, Roots, Unjudgeable, is_plain_absolute, plain
@@ -59,6 +60,12 @@ class Decision:
 ALLOWED = Decision(True)
 
 
+def _names_dirfd(arg: PathArg, args: list[int], raw: bytes | None) -> bool:
+    """Whether the operand is its dirfd itself: utimensat's NULL, "" with AT_EMPTY_PATH."""
+    return raw is None or not raw and bool(arg.empty_bit) and arg.flags is not None \
+        and bool(s32(args[arg.flags]) & arg.empty_bit)
+
+
 def s32(value: int) -> int:
     """An int argument as the kernel reads it: the low half of the register, signed."""
     value &= 0xFFFFFFFF
@@ -76,6 +83,10 @@ class Judge:
         self._openat2 = kernel.Openat2()
         # roots kept between stops only where the filter refuses every call that changes one
         self._roots = Roots() if policy.restricts_writes and not policy.audit else None
+        # a file on a mount rooted at an allow-write path needs no name (allowed_mounts); not
+        # in audit mode, where a chroot could give the file another name in the task's view
+        self._mounts = AllowedMounts(policy.allow_write, self._openat2) \
+            if self._roots is not None and policy.allow_write else None
         # decide.write and decide.destination are pure functions of the (frozen) policy and
         # their argument: a verdict once computed holds for the tracer's life. Only the
         # verdicts are kept; what the path or address names is looked up at every stop.
@@ -217,7 +228,7 @@ class Judge:
         arg = entry.paths[0]
         try:
             raw = self._operand_bytes(tid, arg, args)
-            if not in_root and self._plain_allowed(tid, raw, follow):
+            if not in_root and self._quick_allowed(tid, arg, raw, follow, args):
                 return ALLOWED
             with self._resolver(tid) as res:
                 path = self._path_operand(res, arg, args, raw, follow, in_root)
@@ -235,17 +246,24 @@ class Judge:
     def _write(self, tid: int, entry: Syscall, args: list[int]) -> Decision:
         details: dict[str, Any] = {}
         try:
-            with self._resolver(tid) as res:
-                if entry.fd is not None:
-                    fd = s32(args[entry.fd])
+            if entry.fd is not None:
+                fd = s32(args[entry.fd])
+                if self._fd_on_allowed_mount(tid, fd):
+                    return ALLOWED
+                with self._resolver(tid) as res:
                     path = res.fd_path(fd)
-                    details["fd"], details["path"] = fd, path
-                    return self._verdict(self._write_verdict(path), details)
-                for i, arg in enumerate(entry.paths):
-                    flags = s32(args[arg.flags]) if arg.flags is not None else 0
-                    path = self._path_operand(res, arg, args,
-                                              self._operand_bytes(tid, arg, args),
-                                              syscalls.follows(arg, flags))
+                details["fd"], details["path"] = fd, path
+                return self._verdict(self._write_verdict(path), details)
+            # every name read first, as the kernel copies them all before it looks one up
+            operands = [(arg, self._operand_bytes(tid, arg, args), syscalls.follows(
+                arg, s32(args[arg.flags]) if arg.flags is not None else 0))
+                for arg in entry.paths]
+            # a refused pair is logged with both names: only a single name is taken quickly
+            if len(operands) == 1 and self._quick_allowed(tid, *operands[0], args):
+                return ALLOWED
+            with self._resolver(tid) as res:
+                for i, (arg, raw, follow) in enumerate(operands):
+                    path = self._path_operand(res, arg, args, raw, follow)
                     details["path" if i == 0 else f"path{i + 1}"] = path
                     verdict = self._write_verdict(path)
                     if not verdict.allowed:
@@ -269,14 +287,33 @@ class Judge:
             return None
         return self.memory.string(tid, ptr, "path")
 
-    def _plain_allowed(self, tid: int, raw: bytes | None, follow: bool) -> bool:
-        """Whether the commonest operand, an absolute path naming no symlink, is allowed:
-        judged without a Resolver, with the task's kept root (raises Unjudgeable). False
-        leaves the decision to _path_operand, whose answer may be the same."""
-        if self._roots is None or raw is None or not is_plain_absolute(raw):
+    def _quick_allowed(self, tid: int, arg: PathArg, raw: bytes | None, follow: bool,
+                       args: list[int]) -> bool:
+        """Whether the commonest operands are allowed, judged without a Resolver with the
+        task's kept root (raises Unjudgeable): an absolute path naming no symlink, by its
+        name; the dirfd itself, or a relative path from it, by the mount it is on
+        (allowed_mounts). False leaves the decision to _path_operand, whose answer may be the
+        same."""
+        roots = self._roots
+        if roots is None:
             return False
-        path = plain(self._openat2, self._roots.get(tid), raw, follow)
-        return path is not None and self._write_verdict(path).allowed
+        if raw is not None and raw.startswith(b"/"):
+            if not is_plain_absolute(raw):
+                return False
+            path = plain(self._openat2, roots.get(tid), raw, follow)
+            return path is not None and self._write_verdict(path).allowed
+        mounts = self._mounts
+        if mounts is None:
+            return False
+        dirfd = s32(args[arg.dirfd]) if arg.dirfd is not None else syscalls.AT_FDCWD
+        if _names_dirfd(arg, args, raw):
+            return mounts.holds(tid, dirfd, roots.get(tid))
+        return bool(raw) and mounts.holds_beneath(tid, dirfd, raw, follow,  # type: ignore[arg-type]
+                                                  roots.get(tid))
+
+    def _fd_on_allowed_mount(self, tid: int, fd: int) -> bool:
+        return fd >= 0 and self._mounts is not None and self._mounts.holds(
+            tid, fd, self._roots.get(tid))  # type: ignore[union-attr]
 
     def _path_operand(self, res: Resolver, arg: PathArg, args: list[int], raw: bytes | None,
                       follow: bool, in_root: bool = False) -> str:
@@ -286,9 +323,7 @@ class Judge:
             # the kernel ignores the dirfd of an absolute path, even a bad one
             return res.resolve(raw, "/", follow)
         dirfd = s32(args[arg.dirfd]) if arg.dirfd is not None else syscalls.AT_FDCWD
-        if raw is None or not raw and arg.empty_bit and arg.flags is not None \
-                and s32(args[arg.flags]) & arg.empty_bit:
-            # the dirfd itself: utimensat's NULL, "" with AT_EMPTY_PATH
+        if _names_dirfd(arg, args, raw):
             return res.fd_path(dirfd) if dirfd != syscalls.AT_FDCWD else res.cwd()
         base = res.cwd() if dirfd == syscalls.AT_FDCWD else res.fd_path(dirfd)
         if in_root:
