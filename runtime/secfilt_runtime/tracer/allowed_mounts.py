@@ -84,8 +84,15 @@ class AllowedMounts:
         head, _, name = path.rpartition(b"/")
         if name in (b"", b".", b".."):
             return False
+        link = _link(tid, dirfd)
+        if not head:
+            # a name in the directory itself is on the directory's mount (a mount point there
+            # is the root of a mount below it): one statx, and an lstat if the call follows
+            found = self._mount_of(_AT_FDCWD, link, 0)
+            return found is not None and found[0] in ids and not (
+                follow and _may_be_symlink(link + b"/" + name))
         try:
-            base = os.open(_link(tid, dirfd), _O_DIR)
+            base = os.open(link, _O_DIR)
         except OSError:
             return False
         try:
@@ -98,17 +105,20 @@ class AllowedMounts:
         if parent < 0:
             return False
         try:
-            if follow:
-                try:
-                    if stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
-                        return False
-                except FileNotFoundError:
-                    pass  # to be created in the parent, on the mount
-                except OSError:
-                    return False
-            return True
+            return not (follow and _may_be_symlink(name, parent))
         finally:
             os.close(parent)
+
+
+def _may_be_symlink(name: bytes, dir_fd: int | None = None) -> bool:
+    """Whether `name` is a symlink, or cannot be looked at (a missing name is not: the call
+    creates it where the name says)."""
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
 
 
 def _link(tid: int, dirfd: int) -> bytes:
