@@ -7,10 +7,10 @@ the command; a command's options may come before or after the container id (`cre
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+from . import jsonio
 from .errors import ConfigError, SecfiltError
 from .log import log
 from .state import DEFAULT_ROOT, StateStore
@@ -213,7 +213,7 @@ def _run_command(command: str, p: Parsed, store: StateStore, root: str) -> int:
     o = p.opts
     if command == "state":
         doc = store.load(_one_id(p, command)).to_oci()
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(jsonio.dumps(doc, indent=2) + "\n")
         return 0
     if command == "start":
         from . import ops
@@ -261,7 +261,7 @@ def _run_command(command: str, p: Parsed, store: StateStore, root: str) -> int:
     if command == "features":
         from .features import features
 
-        sys.stdout.write(json.dumps(features(), indent=2) + "\n")
+        sys.stdout.write(jsonio.dumps(features(), indent=2) + "\n")
         return 0
     if command == "spec":
         from .features import write_default_spec
@@ -372,7 +372,7 @@ def _ps(store: StateStore, p: Parsed) -> int:
     fmt = _format(p)
     pids = ops.pids(store, _one_id(p, "ps"))
     if fmt == "json":
-        sys.stdout.write(json.dumps(pids) + "\n")
+        sys.stdout.write(jsonio.dumps(pids) + "\n")
     else:
         sys.stdout.write("PID\n" + "".join(f"{pid}\n" for pid in pids))
     return 0
@@ -386,7 +386,7 @@ def _list(store: StateStore, p: Parsed) -> int:
     if p.opts.get("quiet"):
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif fmt == "json":
-        sys.stdout.write(json.dumps(states) + "\n")
+        sys.stdout.write(jsonio.dumps(states) + "\n")
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s.get("pid", 0)), s["status"], s["bundle"], s["created"],
@@ -408,10 +408,10 @@ def _update(store: StateStore, p: Parsed) -> int:
         src = str(o["resources"])
         try:
             text = sys.stdin.read() if src == "-" else open(src).read()  # noqa: SIM115
-            resources = json.loads(text)
+            resources = jsonio.loads(text)
         except OSError as e:
             raise UsageError(f"--resources {src}: cannot read: {e.strerror}") from None
-        except json.JSONDecodeError as e:
+        except jsonio.JSONDecodeError as e:
             raise UsageError(f"--resources {src}: invalid JSON: {e}") from None
         if not isinstance(resources, dict):
             raise UsageError(f"--resources {src}: must be a JSON object (linux.resources)")
@@ -477,7 +477,7 @@ def _check(fmt: str) -> int:
                "secfiltMounts": {"caller": secfilt_mounts.caller,
                                  "otherUsers": secfilt_mounts.other_users},
                "rules": [r.to_dict() for r in rows]}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(jsonio.dumps(doc, indent=2) + "\n")
     elif fmt == "table":
         sys.stdout.write(f"Landlock ABI: {abi or 'none'}; cgroup BPF: "
                          f"{'yes' if cgroup_bpf else 'no'}; secfilt's read-only mounts: "

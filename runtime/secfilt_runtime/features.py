@@ -6,9 +6,9 @@ cannot claim what the code does not do.
 
 from __future__ import annotations
 
-import json
 import os
 
+from . import jsonio
 from .errors import ConfigError
 
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
@@ -133,5 +133,5 @@ def write_default_spec(bundle: str, rootless: bool = False) -> None:
     except OSError as e:
         raise ConfigError(f"{path}: cannot create: {e.strerror}") from None
     with os.fdopen(fd, "w") as f:
-        json.dump(default_spec(rootless), f, indent=2)
+        f.write(jsonio.dumps(default_spec(rootless), indent=2))
         f.write("\n")

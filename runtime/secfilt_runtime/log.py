@@ -6,10 +6,11 @@ command failed, so every fatal error goes there as well as to stderr.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+
+from . import jsonio
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -37,8 +38,8 @@ class Log:
     def _line(self, level: str, msg: str) -> str:
         now = utc_now()
         if self.fmt == "json":
-            return json.dumps({"level": level, "msg": msg, "time": now}) + "\n"
-        return f'time="{now}" level={level} msg={json.dumps(msg)}\n'
+            return jsonio.dumps({"level": level, "msg": msg, "time": now}) + "\n"
+        return f'time="{now}" level={level} msg={jsonio.dumps(msg)}\n'
 
     def write(self, level: str, msg: str) -> None:
         if _LEVELS[level] < self.threshold:

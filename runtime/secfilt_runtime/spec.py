@@ -7,9 +7,9 @@ act on are still kept in `Spec.raw` so nothing the user wrote is silently lost.
 
 from __future__ import annotations
 
-import json
 import os
 
+from . import jsonio
 from .errors import ConfigError
 from .records import field, fields, record
 
@@ -154,8 +154,8 @@ def load_bundle(bundle: str, validation_cache: str | None = None) -> Spec:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        doc = jsonio.loads(text)
+    except (jsonio.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid JSON: {e}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None

@@ -12,12 +12,12 @@ from __future__ import annotations
 # run and start here (selectors, array, the IntEnum tables it builds). Sockets from either
 # module work as a Channel.
 import _socket
-import json
 import os
 import select
 import struct
 from collections.abc import Callable
 
+from . import jsonio
 from .errors import ContainerError
 
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
@@ -85,7 +85,7 @@ class Channel:
         return self.sock.fileno()
 
     def send(self, type_: str, fds: list[int] | None = None, **fields: Any) -> None:
-        data = json.dumps({"type": type_, **fields}).encode()
+        data = jsonio.dumps({"type": type_, **fields}).encode()
         if fds:
             _send_fds(self.sock, data, fds)
         else:
@@ -105,7 +105,7 @@ class Channel:
             for fd in fds:
                 os.close(fd)
             return None
-        msg = json.loads(data)
+        msg = jsonio.loads(data)
         for fd in fds:
             os.set_inheritable(fd, False)
         msg["fds"] = fds

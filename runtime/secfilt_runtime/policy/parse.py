@@ -9,12 +9,12 @@ value: `annotations["org.secfilter.allowed-port"]: 70000 is not a port (1-65535)
 from __future__ import annotations
 
 import errno as errno_mod
-import json
 import os
 import posixpath
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
+from .. import jsonio
 from ..errors import ConfigError
 from ..records import record
 from . import resolv
@@ -144,7 +144,7 @@ def show(value: str) -> str:
     """A value in a message: as typed, quoted only when it would not read as one word."""
     if value and value.isprintable() and not any(c.isspace() or c == '"' for c in value):
         return value
-    return json.dumps(value)
+    return jsonio.dumps(value)
 
 
 _TRUE = ("true", "1")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import binascii  # base64's two calls without the module (~1 ms of imports here)
 import contextlib
-import json
 import os
 import stat
 
+from .. import jsonio
 from ..log import log
 from ..records import record
 from ..validcache import sha256
@@ -37,7 +37,7 @@ class Entry:
 
 
 def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return jsonio.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
 def key(*, profile: Any, policy_profile: Any, machine: str, libseccomp: str) -> str:
@@ -62,7 +62,7 @@ def encode(entry: Entry, cache_key: str) -> bytes:
 def decode(data: bytes, cache_key: str) -> Entry | None:
     """The entry in `data` if it is well-formed, for `cache_key`, and matches its digest."""
     try:
-        doc = json.loads(data)
+        doc = jsonio.loads(data)
         digest = doc.pop("digest")
         if doc.get("key") != cache_key or sha256(canonical(doc)).hexdigest() != digest:
             return None

@@ -15,7 +15,6 @@ message with the fd in SCM_RIGHTS and the container process state as JSON (field
 from __future__ import annotations
 
 import contextlib
-import json
 import mmap
 import os
 import select
@@ -23,7 +22,7 @@ import socket
 import struct
 import time
 
-from .. import kernel
+from .. import jsonio, kernel
 from ..errors import ContainerError
 
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
@@ -112,7 +111,7 @@ def agent_message(state: dict[str, Any], pid: int, metadata: str | None) -> byte
                            "state": state}
     if metadata:
         doc["metadata"] = metadata
-    return json.dumps(doc).encode()
+    return jsonio.dumps(doc).encode()
 
 
 def send_to_agent(listener_path: str, fd: int, message: bytes) -> None:

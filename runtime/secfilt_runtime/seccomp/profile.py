@@ -7,9 +7,8 @@ Names follow the OCI spec (SCMP_ACT_*, SCMP_CMP_*, SCMP_ARCH_*, SECCOMP_FILTER_F
 from __future__ import annotations
 
 import errno as errno_mod
-import json
 
-from .. import records
+from .. import jsonio, records
 from ..errors import ConfigError
 from ..records import record
 
@@ -114,14 +113,14 @@ TRACE = "SCMP_ACT_TRACE"
 def _choice(value: object, known: tuple[str, ...] | dict[str, int], field: str, what: str
             ) -> str:
     if not isinstance(value, str) or value not in known:
-        raise ConfigError(f"{field}: unknown {what} {json.dumps(value)}")
+        raise ConfigError(f"{field}: unknown {what} {jsonio.dumps(value)}")
     return value
 
 
 def _uint(value: object, field: str, bits: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
         raise ConfigError(f"{field}: must be an integer from 0 to {(1 << bits) - 1}, "
-                          f"not {json.dumps(value)}")
+                          f"not {jsonio.dumps(value)}")
     return value
 
 

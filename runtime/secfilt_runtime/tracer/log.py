@@ -4,10 +4,10 @@ lines whole when several tracers share a file)."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
+from .. import jsonio
 from .judge import ARCH_NAMES, Decision
 
 # annotations only (strings here): typing costs ~5 ms of every secfilt start
@@ -45,4 +45,4 @@ def line(container_id: str | None, pid: int, tid: int, arch: int, decision: Deci
         "action": "audit" if audit and decision.allowed else "deny",
         "errno": None if decision.allowed else decision.errno,
     }
-    return json.dumps(record, separators=(",", ":")) + "\n"
+    return jsonio.dumps(record, separators=(",", ":")) + "\n"
