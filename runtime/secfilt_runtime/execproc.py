@@ -17,12 +17,11 @@ defaults of the process itself (args, env, user, cwd...), as it does for runc's 
 
 from __future__ import annotations
 
+import _signal
 import contextlib
-import json
 import os
-import signal
 
-from . import confinement, kernel, nsjoin, records, seccomp
+from . import confinement, jsonio, kernel, nsjoin, records, seccomp
 from . import spec as spec_mod
 from .container import process, terminal
 from .container.cgroups import Cgroup
@@ -111,12 +110,12 @@ def build_process(base: Process | None, opts: ExecOptions) -> Process:
 def _load_process_file(path: str) -> Process:
     try:
         with open(path, "rb") as f:
-            doc = json.loads(f.read())
+            doc = jsonio.loads(f.read())
     except FileNotFoundError:
         raise ConfigError(f"--process {path}: no such file") from None
     except OSError as e:
         raise ConfigError(f"--process {path}: cannot read: {e.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (jsonio.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"--process {path}: invalid JSON: {e}") from None
     from . import schema
 
@@ -160,7 +159,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
                               cache_dir=os.path.join(store.root, "seccomp-cache"))
     joins = nsjoin.open_for(st.pid, st.init_start_time)
     cgroup = Cgroup.from_dict(st.cgroup)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+    old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
         with contextlib.ExitStack() as cleanup:
             cleanup.callback(joins.close)
@@ -230,13 +229,13 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
     finally:
         if filters.handoff is not None:  # when the hand-over never came (it closes it too)
             filters.handoff.close()
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)
 
 
 def _stage1_main(chan: Channel, joins: nsjoin.Joins, spec: Spec, filters: seccomp.Filters,
                  policy: Policy | None) -> NoReturn:
     try:
-        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, _signal.SIGKILL)
         chan.expect("go", "the runtime")  # placed in the container's cgroup
         nsjoin.enter(joins)
         pid = kernel.clone_process(kernel.CLONE_PARENT)
@@ -253,7 +252,7 @@ def _process_main(chan: Channel, spec: Spec, filters: seccomp.Filters,
     try:
         proc = spec.process
         assert proc is not None
-        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, _signal.SIGKILL)
         chan.expect("proceed", "the runtime")
         os.setsid()
         if proc.terminal:

@@ -15,14 +15,14 @@ hooks on the hot path.
 
 from __future__ import annotations
 
+import _signal
 import contextlib
-import json
 import os
 import select
-import signal
 import time
 from collections.abc import Callable
 
+from . import jsonio
 from .errors import ConfigError, ContainerError
 from .records import record
 
@@ -75,7 +75,7 @@ def run_phase(phase: str, hooks: dict[str, Any], state: dict[str, Any], *,
     (joins the container's namespaces); open_first opens the executable before `enter`.
     With `warn`, failures are reported through it and the next hooks still run."""
     items = parse({phase: (hooks or {}).get(phase) or []})[phase]
-    payload = json.dumps(state).encode()
+    payload = jsonio.dumps(state).encode()
     for i, hook in enumerate(items):
         try:
             run_one(hook, payload, enter=enter, open_first=open_first,
@@ -97,7 +97,7 @@ def run_one(hook: Hook, payload: bytes, *, enter: Callable[[], None] | None = No
         try:
             os.close(stdin_w)
             os.close(err_r)
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
             exe: int | str = hook.path
             if open_first:
                 exe = os.open(hook.path, os.O_RDONLY)  # resolved here, run after the join
@@ -162,7 +162,7 @@ def _wait(pid: int, err_r: int, timeout: int | None) -> tuple[int | None, bytes]
             return status, output
         if deadline is not None and time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, _signal.SIGKILL)
             os.waitpid(pid, 0)
             return None, output
         wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))

@@ -6,15 +6,15 @@ an ExitStack before the next step, so a failure anywhere leaves nothing behind.
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import os
-import signal
 import time
 from collections.abc import Iterator
 
 # `run` is timed against runc: modules only some containers need (hooks, terminal, policy
 # parsing, the tracer) are imported where they are used, not here
-from . import records, schema, seccomp
+from . import records, schema, seccomp, signals
 from . import spec as spec_mod
 from .container import namespaces, process, system
 from .container.cgroups import UNIFIED, Cgroup
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .console import Console
 
 # Every signal the runtime forwards or waits for. SIGKILL and SIGSTOP cannot be caught.
-_ALL_SIGNALS = frozenset(range(1, signal.NSIG)) - {signal.SIGKILL, signal.SIGSTOP, 32, 33}
+_ALL_SIGNALS = frozenset(range(1, _signal.NSIG)) - {_signal.SIGKILL, _signal.SIGSTOP, 32, 33}
 
 
 @record
@@ -106,7 +106,7 @@ class Child:
                 os.kill(self.pid, sig)
 
     def kill_and_reap(self) -> None:
-        self.signal(signal.SIGKILL)
+        self.signal(_signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             self.reap()
 
@@ -177,7 +177,7 @@ def launch(
         store.save(state)
     # after the kill: an init whose pid never reached us (stage1 died first) is still our child
     cleanup.callback(_reap_unknown_children)
-    cleanup.callback(cgroup.kill_all, signal.SIGKILL)
+    cleanup.callback(cgroup.kill_all, _signal.SIGKILL)
     cgroup.apply(spec.linux.resources, spec.linux.devices)
     policy = filters.policy if filters is not None else None
     if policy is not None:
@@ -243,16 +243,16 @@ def _init_may_join_late(spec: Spec, plan: namespaces.NamespacePlan) -> bool:
         isinstance(limit, int) and limit > 0 for limit in limits)
 
 
-_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+_STOP_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP})
 
 
 def _stop_if_told() -> None:
     """During setup nothing runs yet to forward a signal to: stopping means giving up (the
     caller's cleanup then removes what was created). Other signals stay pending for later."""
-    info = signal.sigtimedwait(_STOP_SIGNALS, 0)
+    info = _signal.sigtimedwait(_STOP_SIGNALS, 0)
     if info is not None:
         raise ContainerError(
-            f"setup interrupted by {signal.Signals(info.si_signo).name}; nothing was started"
+            f"setup interrupted by {signals.name(info.si_signo)}; nothing was started"
         )
 
 
@@ -282,7 +282,7 @@ def _reap_unknown_children() -> None:
     """Reap what the cgroup kill left as zombies; the runtime has no children of its own.
     Each exit wakes the wait (SIGCHLD, blocked so it stays pending), no sleeping poll."""
     deadline = time.monotonic() + 1
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    old = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGCHLD})
     try:
         while True:
             try:
@@ -293,9 +293,9 @@ def _reap_unknown_children() -> None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                signal.sigtimedwait({signal.SIGCHLD}, left)
+                _signal.sigtimedwait({_signal.SIGCHLD}, left)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
 
 
 def _why_vanished(e: ChildVanished, child: Child, cgroup: Cgroup, spec: Spec) -> str:
@@ -303,7 +303,7 @@ def _why_vanished(e: ChildVanished, child: Child, cgroup: Cgroup, spec: Spec) ->
     status = child.reap()
     message = str(e)
     if status is not None and os.WIFSIGNALED(status):
-        message += f" (killed by {signal.Signals(os.WTERMSIG(status)).name})"
+        message += f" (killed by {signals.name(os.WTERMSIG(status))})"
     if cgroup.oom_kills():
         limit = spec.linux.resources.get("memory", {}).get("limit")
         message += (f": the container's cgroup ran out of memory "
@@ -338,10 +338,10 @@ def wait_forwarding_signals(init: Child, console: Console | None = None) -> int:
     is taken synchronously too: no handler, no race with the exit.
     """
     while True:
-        info = signal.sigwaitinfo(_ALL_SIGNALS)
-        if info.si_signo == signal.SIGWINCH and console is not None:
+        info = _signal.sigwaitinfo(_ALL_SIGNALS)
+        if info.si_signo == _signal.SIGWINCH and console is not None:
             console.resize()
-        elif info.si_signo != signal.SIGCHLD:
+        elif info.si_signo != _signal.SIGCHLD:
             init.signal(info.si_signo)
         elif init.reap(os.WNOHANG) is not None:
             return exit_code(init.status)
@@ -405,7 +405,7 @@ def tracer_socket_path(store: StateStore, container_id: str) -> str:
 def _kill_if_alive(pid: int, start_time: int) -> None:
     from .ops import signal_if_alive
 
-    signal_if_alive(pid, start_time, signal.SIGKILL)
+    signal_if_alive(pid, start_time, _signal.SIGKILL)
 
 
 def run_create_hooks(launched: Launched, spec: Spec) -> None:
@@ -446,7 +446,7 @@ def create(bundle: str, container_id: str, root: str, *, pid_file: str | None = 
     if not spec.process.terminal and console_socket:
         raise ConfigError("--console-socket: process.terminal is false in config.json")
     store = StateStore(root)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+    old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
         with store.reserve(container_id), contextlib.ExitStack() as cleanup:
             launched = _set_up(prepared, container_id, store, cleanup)
@@ -468,7 +468,7 @@ def create(bundle: str, container_id: str, root: str, *, pid_file: str | None = 
             if launched.console is not None:
                 os.close(launched.console.master)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)
 
 
 @contextlib.contextmanager
@@ -507,7 +507,7 @@ def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) 
     prepared = prepare(bundle, root)
     spec = prepared.spec
     store = StateStore(root)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+    old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
         with store.reserve(container_id), contextlib.ExitStack() as cleanup:
             launched = _set_up(prepared, container_id, store, cleanup)
@@ -530,7 +530,7 @@ def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) 
             stopped = ({**launched.state.to_oci(), "status": "stopped"}
                        if spec.hooks.get("poststop") else {})
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)
     # after the container is deleted, as the spec orders
     if spec.hooks.get("poststop"):
         from . import hooks as hooks_mod

@@ -9,11 +9,12 @@ Errors keep runc's wording where engines match on it: "container X does not exis
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import os
-import signal
 import time
 
+from . import signals
 from .errors import ContainerError, StateError
 from .log import log
 from .state import SHORT_SOCKET_DIR, START_SOCKET, State, StateStore, alive, proc_start_time
@@ -39,7 +40,7 @@ def signal_if_alive(pid: int, start_time: int, sig: int) -> bool:
     try:
         if proc_start_time(pid) != start_time:
             return False
-        signal.pidfd_send_signal(pidfd, sig)
+        _signal.pidfd_send_signal(pidfd, sig)
         return True
     except ProcessLookupError:
         return False
@@ -51,17 +52,17 @@ def parse_signal(text: str) -> int:
     """runc's forms: 9, KILL, SIGKILL (any case)."""
     if text.isdigit():
         num = int(text)
-        if 0 < num < signal.NSIG:
+        if 0 < num < _signal.NSIG:
             return num
         raise StateError(f"invalid signal: {text}")
     name = text.upper()
     name = name if name.startswith("SIG") else "SIG" + name
     try:
-        return int(signal.Signals[name])
+        return signals.number(name)
     except KeyError:
         if name.startswith("SIGRTMIN+") and name[9:].isdigit():
-            num = signal.SIGRTMIN + int(name[9:])
-            if num <= signal.SIGRTMAX:
+            num = _signal.SIGRTMIN + int(name[9:])
+            if num <= _signal.SIGRTMAX:
                 return num
         raise StateError(f"invalid signal: {text}") from None
 
@@ -103,7 +104,7 @@ def start(store: StateStore, container_id: str) -> None:
             try:
                 run_start_hooks(st)
             except ContainerError:
-                signal_if_alive(st.pid, st.init_start_time, signal.SIGKILL)
+                signal_if_alive(st.pid, st.init_start_time, _signal.SIGKILL)
                 raise
         chan = Channel(_connect_start(store, container_id))
         try:
@@ -195,15 +196,15 @@ def destroy(st: State) -> None:
     """Kill what is left of the container and remove its cgroup: the init, the other
     processes of its cgroup, a create still running, the tracer."""
     if st.status == "creating":
-        signal_if_alive(st.runtime_pid, st.runtime_start_time, signal.SIGKILL)
+        signal_if_alive(st.runtime_pid, st.runtime_start_time, _signal.SIGKILL)
     if st.cgroup:
         cg = _cgroup(st)
-        cg.kill_all(signal.SIGKILL)
-    signal_if_alive(st.pid, st.init_start_time, signal.SIGKILL)
+        cg.kill_all(_signal.SIGKILL)
+    signal_if_alive(st.pid, st.init_start_time, _signal.SIGKILL)
     _wait_gone(st.pid, st.init_start_time)
     # the tracer leaves with its last tracee; a wedged one must not outlive the container
     if st.tracer_pid and not _wait_gone(st.tracer_pid, st.tracer_start_time, 1.0):
-        signal_if_alive(st.tracer_pid, st.tracer_start_time, signal.SIGKILL)
+        signal_if_alive(st.tracer_pid, st.tracer_start_time, _signal.SIGKILL)
     if st.cgroup:
         cg.destroy()
     # a socket outside the state directory (a long --root) goes by hand; a dead tracer
@@ -276,8 +277,7 @@ def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> N
     """Write new linux.resources. The v1 device rules are rewritten from scratch on every
     apply (deny all first), so the config's devices go with them unless the update brings
     its own: a container must not lose access to its configured devices."""
-    import json
-
+    from . import jsonio
     from . import spec as spec_mod
 
     if not isinstance(resources, dict):
@@ -288,7 +288,7 @@ def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> N
             raise StateError("container not running")
         try:
             with open(os.path.join(st.bundle, "config.json")) as f:
-                spec = spec_mod.parse(json.load(f), st.bundle)
+                spec = spec_mod.parse(jsonio.loads(f.read()), st.bundle)
         except (OSError, ValueError, KeyError) as e:
             raise StateError(f"{st.bundle}/config.json: cannot read: {e}") from None
         merged = dict(resources)

@@ -9,10 +9,10 @@ ambiguous with the command: `secfilt --read-only true` runs true).
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import errno
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -218,10 +218,10 @@ def _run_traced(policy: Policy, command: list[str], filters: Filters,
 
         supervisor = supervisor_mod.start(filters.handoff, pid, watch_r, policy, log_path)
     # the terminal's ^C and ^\ are for the command; the tracer must outlive its tracee
-    for sig in (signal.SIGINT, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_IGN)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda s, _f: _forward(pid, s))
+    for sig in (_signal.SIGINT, _signal.SIGQUIT):
+        _signal.signal(sig, _signal.SIG_IGN)
+    for sig in (_signal.SIGTERM, _signal.SIGHUP):
+        _signal.signal(sig, lambda s, _f: _forward(pid, s))
 
     def release() -> None:  # seized: the child may load its filters and exec
         os.write(go_w, b"g")
@@ -285,8 +285,8 @@ def _child(go: int, policy: Policy, filters: Filters, command: list[str],
         if group is not None:  # first: the later layers may make cgroup.procs unwritable
             group.join()
         # Python ignores SIGPIPE and SIGXFSZ; an ignored disposition would survive the exec
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(sig, signal.SIG_DFL)
+        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
+            _signal.signal(sig, _signal.SIG_DFL)
         kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
         if policy.restricts_writes and not policy.audit:
             _read_only_mounts(policy)

@@ -19,15 +19,15 @@ layouts; the filter refuses i386 socketcall too), which 64-bit programs never ma
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import errno
 import os
-import signal
 import socket
 import struct
 import threading
 
-from . import kernel
+from . import kernel, signals
 from .errors import warn
 from .policy import decide, sockaddr, syscalls
 from .policy.model import Policy
@@ -268,7 +268,7 @@ def start(handoff, pid: int, watch_fd: int, policy: Policy, log_path: str | None
     right after loading its filters, and waits), then serve it in a daemon thread."""
 
     def run() -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals))  # EINTR-free calls
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, signals.named())  # EINTR-free calls
         try:
             listener = handoff.take(pid, watch_fd)
         except Exception as e:  # the process is then killed by the tracer's exit

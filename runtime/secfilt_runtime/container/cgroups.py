@@ -15,11 +15,11 @@ that existed before.
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import errno
 import os
 import posixpath
-import signal
 import time
 from collections.abc import Mapping, Sequence
 
@@ -616,14 +616,14 @@ class Cgroup:
             return False
         return state.strip() == fz[1] if fz[0] == fz[3] else "frozen 1" in state.splitlines()
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+    def kill_all(self, sig: int = _signal.SIGKILL) -> None:
         """Signal every process in the cgroup. Frozen while signalling, so nothing can fork a
         process we would miss (as runc does); cgroup.kill when v2 offers it. A paused
         container stays paused, except that SIGKILL thaws it so the processes can die."""
         d = self._main_dir()
         if d is None or not os.path.isdir(d):
             return
-        if sig == signal.SIGKILL and self.version == 2:
+        if sig == _signal.SIGKILL and self.version == 2:
             with contextlib.suppress(FileNotFoundError):
                 _write(os.path.join(d, "cgroup.kill"), "1")
                 return
@@ -638,7 +638,7 @@ class Cgroup:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
         finally:
-            if froze or (was_frozen and sig == signal.SIGKILL):
+            if froze or (was_frozen and sig == _signal.SIGKILL):
                 self._set_frozen(False)
 
     # -- removal --

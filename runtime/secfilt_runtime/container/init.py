@@ -12,11 +12,11 @@ return into the runtime's code.
 
 from __future__ import annotations
 
+import _signal
 import _socket  # not socket.py: see sync
 import contextlib
 import errno
 import os
-import signal
 
 from .. import kernel, seccomp
 from ..errors import SecfiltError
@@ -81,7 +81,7 @@ def stage1_main(chan: Channel, spec: Spec, plan: NamespacePlan,
 
 
 def _stage1(chan: Channel, spec: Spec, plan: NamespacePlan, filters: Filters) -> None:
-    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, _signal.SIGKILL)
     # the runtime has placed us in the container's cgroup, or will place the init there before
     # it sends `start` (lifecycle._init_may_join_late)
     chan.expect("go", "the runtime")
@@ -129,7 +129,7 @@ def init_main(chan: Channel, spec: Spec, filters: Filters | None = None) -> NoRe
 
 def _init(chan: Channel, spec: Spec, filters: Filters) -> NoReturn:
     assert spec.process is not None
-    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, _signal.SIGKILL)
     os.setsid()
     if spec.process.terminal:
         # termios is an extension module of the host's library: imported here, before
@@ -221,8 +221,8 @@ def _clean_slate(preserve_fds: int = 0) -> None:
     signal (cleared by a uid change, not by execve: keep the behaviour the same for every
     uid, as runc does)."""
     kernel.close_range(3 + preserve_fds, flags=kernel.CLOSE_RANGE_CLOEXEC)
-    for sig in range(1, signal.NSIG):
-        if sig not in (signal.SIGKILL, signal.SIGSTOP, 32, 33):
-            signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in range(1, _signal.NSIG):
+        if sig not in (_signal.SIGKILL, _signal.SIGSTOP, 32, 33):
+            _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)

@@ -13,8 +13,6 @@ open_tree_attr): the filter names them all, the compiler skips what libseccomp c
 
 from __future__ import annotations
 
-import enum
-
 from ..records import record
 
 AUDIT_ARCH_X86_64 = 0xC000003E
@@ -60,7 +58,35 @@ ROUTING_CMSGS = ((IPPROTO_IP, 7),         # IP_RETOPTS
                  (IPPROTO_IPV6, 5))       # IPV6_2292RTHDR
 
 
-class Group(enum.Enum):
+class _Constant:
+    """An enum.Enum member's face (name, value, repr, str) without `enum`, which the tracer's
+    start would import for these two classes alone (~2 ms, issue 7). One instance per name,
+    compared with `is` as enum members are."""
+
+    __slots__ = ("name", "value")
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name = name
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}.{self.name}: {self.value!r}>"
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+
+def _constants(cls: type[_Constant]) -> type[_Constant]:
+    """Each upper-case class attribute becomes an instance of the class (as enum.Enum does)."""
+    for name, value in list(vars(cls).items()):
+        if name.isupper():
+            setattr(cls, name, cls(name, value))
+    return cls
+
+
+@_constants
+class Group(_Constant):
+    __slots__ = ()
     WRITE = "write"          # changes the file system: judged on its path(s) or fd
     OPEN = "open"            # an open: a write only when its flags say so
     MOUNT = "mount"          # changes the mount tree: denied outright when writes are restricted
@@ -70,7 +96,9 @@ class Group(enum.Enum):
     HARDEN = "harden"        # would let the process escape the tracer or the checks
 
 
-class Follow(enum.Enum):
+@_constants
+class Follow(_Constant):
+    __slots__ = ()
     YES = "yes"              # the last symlink is followed
     NO = "no"                # never followed (unlink, rename, symlink's new name, lchown, ...)
     UNLESS_FLAG = "unless"   # followed unless flags & bit (AT_SYMLINK_NOFOLLOW, O_NOFOLLOW)

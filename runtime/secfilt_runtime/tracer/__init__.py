@@ -10,9 +10,9 @@ tracer attached fails the call with ENOSYS, and a task not yet seized would not 
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import os
-import signal
 from collections.abc import Callable
 
 from .. import kernel
@@ -96,9 +96,9 @@ def _tracer_main(pid: int, policy: Policy, container_id: str, log_path: str | No
                  control_socket: str | None, report: int) -> int:  # pragma: no cover
     # undumpable: the container's processes must not ptrace or read the tracer
     kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    for sig in (_signal.SIGCHLD, _signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGPIPE):
+        _signal.signal(sig, _signal.SIG_DFL)
     os.chdir("/")  # hold no bundle or state directory busy
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):

@@ -9,19 +9,19 @@ the stops. It queues the request and interrupts the serving thread's waitpid wit
 
 from __future__ import annotations
 
+import _signal
 import contextlib
-import json
 import os
-import signal
 import socket
 import struct
 import threading
 from collections import deque
 
+from .. import jsonio
 from ..errors import ContainerError
 from ..records import field, record
 
-WAKE_SIGNAL = signal.SIGUSR1
+WAKE_SIGNAL = _signal.SIGUSR1
 _TIMEOUT = 10.0
 
 
@@ -46,7 +46,7 @@ class ControlServer:
             os.umask(old)
         os.chmod(path, 0o600)
         self.sock.listen(8)
-        signal.signal(WAKE_SIGNAL, lambda *_: None)  # a handler, so waitpid gets EINTR
+        _signal.signal(WAKE_SIGNAL, lambda *_: None)  # a handler, so waitpid gets EINTR
 
     def start(self) -> None:
         threading.Thread(target=self._serve, daemon=True).start()
@@ -78,19 +78,19 @@ class ControlServer:
     def _one(self, conn: socket.socket) -> None:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", creds)
-        msg = json.loads(conn.recv(4096) or b"{}")
+        msg = jsonio.loads(conn.recv(4096) or b"{}")
         if uid != 0:
-            conn.send(json.dumps({"error": "only root may add processes"}).encode())
+            conn.send(jsonio.dumps({"error": "only root may add processes"}).encode())
             return
         pid = msg.get("pid")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-            conn.send(json.dumps({"error": f"pid: not a process id: {pid!r}"}).encode())
+            conn.send(jsonio.dumps({"error": f"pid: not a process id: {pid!r}"}).encode())
             return
         req = _Request(pid)
         self._queue.append(req)
         while not req.done.wait(0.02):
-            signal.pthread_kill(self._main, WAKE_SIGNAL)  # type: ignore[arg-type]
-        conn.send(json.dumps({"error": req.error} if req.error else {"ok": True}).encode())
+            _signal.pthread_kill(self._main, WAKE_SIGNAL)  # type: ignore[arg-type]
+        conn.send(jsonio.dumps({"error": req.error} if req.error else {"ok": True}).encode())
 
 
 def request_add(path: str, pid: int) -> None:
@@ -98,8 +98,8 @@ def request_add(path: str, pid: int) -> None:
         s.settimeout(_TIMEOUT)
         try:
             s.connect(path)
-            s.send(json.dumps({"pid": pid}).encode())
-            reply = json.loads(s.recv(4096) or b"{}")
+            s.send(jsonio.dumps({"pid": pid}).encode())
+            reply = jsonio.loads(s.recv(4096) or b"{}")
         except (OSError, ValueError) as e:
             raise ContainerError(f"tracer at {path}: {e}") from None
     if not reply.get("ok"):

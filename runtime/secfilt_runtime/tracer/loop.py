@@ -13,10 +13,10 @@ Exit statuses are collected here too, and reach the real parent unchanged.
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import errno
 import os
-import signal
 import struct
 import time
 from collections.abc import Callable
@@ -33,8 +33,8 @@ from .log import PolicyLog
 OPTIONS = (kernel.PTRACE_O_TRACESECCOMP | kernel.PTRACE_O_TRACEFORK
            | kernel.PTRACE_O_TRACEVFORK | kernel.PTRACE_O_TRACECLONE
            | kernel.PTRACE_O_EXITKILL)
-_GROUP_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN,
-                                 signal.SIGTTOU})
+_GROUP_STOP_SIGNALS = frozenset({_signal.SIGSTOP, _signal.SIGTSTP, _signal.SIGTTIN,
+                                 _signal.SIGTTOU})
 _NEW_TASK_EVENTS = frozenset({kernel.PTRACE_EVENT_FORK, kernel.PTRACE_EVENT_VFORK,
                               kernel.PTRACE_EVENT_CLONE})
 _SKIP = (1 << 64) - 1  # orig_rax = -1
@@ -122,7 +122,7 @@ class Tracer:
         except OSError:
             # a stop that cannot be served is never resumed as if allowed: the task goes
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, _signal.SIGKILL)
 
     def _other_event(self, pid: int, status: int) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
