@@ -66,6 +66,33 @@ def test_remove_tree_removes_what_rmtree_would_and_follows_no_link(tmp_path) -> 
     assert linked.is_symlink() and (outside / "keep").exists()
 
 
+def test_str_methods_match_as_the_regular_expressions_they_replace() -> None:
+    """state.check_id, schema.format_path and mountinfo.unescape without `re`."""
+    import itertools
+    import re
+
+    from secfilt_runtime import schema
+    from secfilt_runtime.container import mountinfo
+
+    container_id = re.compile(r"[A-Za-z0-9_+\-.]+")
+    identifier = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+    escape = re.compile(r"\\([0-7]{3})")
+    alphabet = ["a", "Z", "_", "0", "7", "1", "4", "9", "+", "-", ".", "\n", "\\", " ", "é",
+                "\u0661"]
+    for n in range(5):
+        for chars in itertools.product(alphabet, repeat=n):
+            text = "".join(chars)
+            valid = text not in ("", ".", "..") and bool(container_id.fullmatch(text))
+            try:
+                state.check_id(text)
+                assert valid, text
+            except errors.StateError:
+                assert not valid, text
+            assert schema._is_identifier(text) == bool(identifier.match(text)), text
+            assert mountinfo.unescape(text) == escape.sub(lambda m: chr(int(m.group(1), 8)),
+                                                          text), text
+
+
 def test_warn_prints_the_bare_line_logging_printed(capsys) -> None:
     errors.warn("Landlock is not available: the tracer alone judges writes and ports")
     assert capsys.readouterr().err == (
@@ -111,6 +138,9 @@ NEVER = frozenset({
     "hashlib",      # _sha256 (OpenSSL: ~12 ms)
     "subprocess", "ctypes.util",
     "importlib.resources",  # schema files are read only when validating for real
+    "json",         # jsonio: _json without json.decoder/encoder (~12 ms with re and enum)
+    "re", "enum",   # state, schema and mountinfo match with str methods
+    "signal",       # _signal, and signals for names (its IntEnums: ~6 ms with enum)
     # warm: the verdict and filter caches stand in for these
     "jsonschema", "referencing", "pyseccomp", "seccomp", "typer", "click", "pydantic",
     "secfilt_runtime.hooks", "secfilt_runtime.seccomp.compiler",
@@ -137,7 +167,7 @@ SECFILT_READ_ONLY = RUN_READ_ONLY | {
     "secfilt_runtime.state",
 }
 STATE = NEVER | RUN | {
-    "signal", "ctypes", "_socket", "select", "struct",
+    "ctypes", "_socket", "select", "struct",
     "secfilt_runtime.kernel", "secfilt_runtime.spec", "secfilt_runtime.container.cgroups",
 }
 
