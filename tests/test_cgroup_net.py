@@ -256,3 +256,31 @@ def test_secfilt_gives_its_command_a_cgroup_and_removes_it() -> None:
     # rooted at its own cgroup: the host's hierarchy above it is out of its view
     assert "0::/\n" in p.stdout, p.stdout
     assert set(base.glob("secfilt-*")) == before, "secfilt left its cgroup behind"
+
+
+@needs_root
+def test_fork_into_starts_the_child_in_the_cgroup(cgroup2: Path) -> None:
+    """clone3 CLONE_INTO_CGROUP: the child's first look at /proc/self/cgroup already shows the
+    command's cgroup (no cgroup.procs write moved it), and the parent stays where it was."""
+    with open("/proc/self/cgroup") as f:
+        before = f.read()
+    r, w = os.pipe()
+    pid = cgroup_net.CommandCgroup(str(cgroup2)).fork_into()
+    if pid is None:
+        os.close(r)
+        os.close(w)
+        pytest.skip("no clone3 CLONE_INTO_CGROUP here")
+    if pid == 0:
+        try:
+            with open("/proc/self/cgroup") as f:
+                os.write(w, f.read().encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        seen = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert f"0::/{cgroup2.relative_to(CGROUP2)}\n" in seen, seen
+    with open("/proc/self/cgroup") as f:
+        assert f.read() == before

@@ -205,11 +205,16 @@ def _run_traced(policy: Policy, command: list[str], filters: Filters,
     go_r, go_w = os.pipe()
     # the child's end closes at its exec or exit: how the supervisor learns it failed early
     watch_r, watch_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    # into the command's cgroup at the fork where the kernel can: a cgroup.procs write
+    # would wait for an RCU grace period, ~10 ms of every start here
+    pid = group.fork_into() if group is not None else None
+    moved = pid is not None
+    if pid is None:
+        pid = os.fork()
     if pid == 0:
         os.close(go_w)
         os.close(watch_r)
-        _child(go_r, policy, filters, command, group)
+        _child(go_r, policy, filters, command, group, moved)
     os.close(go_r)
     os.close(watch_w)
     supervisor = None
@@ -273,7 +278,7 @@ def _forward(pid: int, sig: int) -> None:
 
 
 def _child(go: int, policy: Policy, filters: Filters, command: list[str],
-           group: CommandCgroup | None = None) -> NoReturn:
+           group: CommandCgroup | None = None, in_group: bool = False) -> NoReturn:
     from . import kernel, seccomp
     from .policy import landlock
 
@@ -283,7 +288,7 @@ def _child(go: int, policy: Policy, filters: Filters, command: list[str],
             os._exit(code)  # the parent gave up before starting us
         os.close(go)
         if group is not None:  # first: the later layers may make cgroup.procs unwritable
-            group.join()
+            group.enter() if in_group else group.join()
         # Python ignores SIGPIPE and SIGXFSZ; an ignored disposition would survive the exec
         for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
             _signal.signal(sig, _signal.SIG_DFL)

@@ -382,13 +382,37 @@ class CommandCgroup:
             raise
         return group
 
-    def join(self) -> None:
-        """Move the calling process into the cgroup, root its cgroup namespace there and give
-        it a mount namespace whose cgroup mounts are read-only (seal_cgroup_mounts)."""
+    def fork_into(self) -> int | None:
+        """fork(2) with the child in the cgroup from its first instruction (clone3
+        CLONE_INTO_CGROUP; the child must still enter()). None where that cannot be done: the
+        caller forks and the child join()s. Only while this process has one thread (the raw
+        clone skips the at-fork handlers that make a fork of several threads safe)."""
         from .. import kernel
 
+        if len(os.listdir("/proc/self/task")) != 1:
+            return None
+        try:
+            fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            return kernel.clone_into_cgroup(fd)
+        except OSError:
+            return None  # no clone3 (ENOSYS), or a cgroup it refuses
+        finally:
+            os.close(fd)
+
+    def join(self) -> None:
+        """Move the calling process into the cgroup, then enter()."""
         with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
+        self.enter()
+
+    def enter(self) -> None:
+        """In the cgroup: root the calling process's cgroup namespace there and give it a
+        mount namespace whose cgroup mounts are read-only (seal_cgroup_mounts)."""
+        from .. import kernel
+
         kernel.unshare(kernel.CLONE_NEWCGROUP | kernel.CLONE_NEWNS)
         # nothing of ours propagates to the host; the host's later mounts still reach us
         kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_SLAVE)
