@@ -82,7 +82,7 @@ def spawn(pid: int, policy: Policy, *, container_id: str, log_path: str | None,
 
 def add(control_socket: str, pid: int) -> None:
     """Ask the tracer listening on `control_socket` to seize `pid`; returns once seized."""
-    from .control import request_add  # threading and socket: only the engines' exec path
+    from .control import request_add  # only the engines' exec path needs it
 
     request_add(control_socket, pid)
 
@@ -118,11 +118,13 @@ def _tracer_main(pid: int, policy: Policy, container_id: str, log_path: str | No
     except OSError as e:
         _report(report, f"error cannot seize {pid}: {e.strerror}")
         return 1
-    if server is not None:
-        tracer.pending = server.drain
-        server.start()
     _report(report, f"ok {os.getpid()}")
     os.close(report)
+    if server is not None:
+        # after the report: the socket already queues what connects; only its thread is
+        # started here, with the imports that come with it
+        tracer.pending = server.drain
+        server.start()
     try:
         tracer.run()
     finally:

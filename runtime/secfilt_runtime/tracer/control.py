@@ -5,21 +5,30 @@ a peer that is not root is refused.
 The listening thread cannot seize: ptrace requests must come from the thread that will serve
 the stops. It queues the request and interrupts the serving thread's waitpid with SIGUSR1
 (repeated until served: the signal may land just before the thread blocks again).
+
+The socket is bound and listening before the tracer reports that it has seized the init (an
+`exec` may connect at once: the kernel queues it); the thread that answers, and `threading`
+with it (~10 ms of imports here), come only after the report, off the runtime's wait.
 """
 
 from __future__ import annotations
 
 import _signal
+import _thread
 import contextlib
 import os
-import socket
-import struct
-import threading
 from collections import deque
 
 from .. import jsonio
 from ..errors import ContainerError
-from ..records import field, record
+from ..records import record
+from ..sync import accept, peer_uid, seqpacket_socket
+
+# annotations only
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import _socket
+    import threading
 
 WAKE_SIGNAL = _signal.SIGUSR1
 _TIMEOUT = 10.0
@@ -28,7 +37,7 @@ _TIMEOUT = 10.0
 @record
 class _Request:
     pid: int
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event
     error: str | None = None
 
 
@@ -37,8 +46,9 @@ class ControlServer:
         self.path = path
         self._seize = seize
         self._queue: deque[_Request] = deque()
-        self._main = threading.main_thread().ident
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        self._main = _thread.get_ident()  # the serving thread builds the server
+        self._event: type[threading.Event] | None = None
+        self.sock = seqpacket_socket()
         old = os.umask(0o077)
         try:
             self.sock.bind(path)
@@ -49,6 +59,9 @@ class ControlServer:
         _signal.signal(WAKE_SIGNAL, lambda *_: None)  # a handler, so waitpid gets EINTR
 
     def start(self) -> None:
+        import threading
+
+        self._event = threading.Event
         threading.Thread(target=self._serve, daemon=True).start()
 
     def close(self) -> None:
@@ -69,15 +82,17 @@ class ControlServer:
     def _serve(self) -> None:
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn = accept(self.sock)
             except OSError:
                 return
-            with conn, contextlib.suppress(OSError, ValueError):
-                self._one(conn)
+            try:
+                with contextlib.suppress(OSError, ValueError):
+                    self._one(conn)
+            finally:
+                conn.close()
 
-    def _one(self, conn: socket.socket) -> None:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
+    def _one(self, conn: _socket.socket) -> None:
+        uid = peer_uid(conn)
         msg = jsonio.loads(conn.recv(4096) or b"{}")
         if uid != 0:
             conn.send(jsonio.dumps({"error": "only root may add processes"}).encode())
@@ -86,7 +101,7 @@ class ControlServer:
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
             conn.send(jsonio.dumps({"error": f"pid: not a process id: {pid!r}"}).encode())
             return
-        req = _Request(pid)
+        req = _Request(pid, self._event())  # type: ignore[misc]
         self._queue.append(req)
         while not req.done.wait(0.02):
             _signal.pthread_kill(self._main, WAKE_SIGNAL)  # type: ignore[arg-type]
@@ -94,13 +109,15 @@ class ControlServer:
 
 
 def request_add(path: str, pid: int) -> None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as s:
+    s = seqpacket_socket()
+    try:
         s.settimeout(_TIMEOUT)
-        try:
-            s.connect(path)
-            s.send(jsonio.dumps({"pid": pid}).encode())
-            reply = jsonio.loads(s.recv(4096) or b"{}")
-        except (OSError, ValueError) as e:
-            raise ContainerError(f"tracer at {path}: {e}") from None
+        s.connect(path)
+        s.send(jsonio.dumps({"pid": pid}).encode())
+        reply = jsonio.loads(s.recv(4096) or b"{}")
+    except (OSError, ValueError) as e:
+        raise ContainerError(f"tracer at {path}: {e}") from None
+    finally:
+        s.close()
     if not reply.get("ok"):
         raise ContainerError(f"tracer at {path}: {reply.get('error') or 'no answer'}")
