@@ -24,60 +24,6 @@ from secfilt_runtime.policy.model import Policy
 pytestmark = pytest.mark.skipif(not HAVE_GCC, reason="needs gcc to build the helper")
 REFUSED = f"ERR {errno.EROFS}"  # the policy's errno, so a refusal is never the kernel's own
 
-SOURCE = r"""
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <sched.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mount.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-static void out(const char *op, long rc)
-{
-    if (rc < 0) printf("%s ERR %d\n", op, errno);
-    else printf("%s OK\n", op);
-    fflush(stdout);
-}
-
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *op = argv[i];
-        if (!strcmp(op, "setns0") || !strcmp(op, "setns_mnt") || !strcmp(op, "setns_cgroup")) {
-            /* our own namespace: the kernel would accept it, only the policy refuses */
-            int fd = open(op[6] == 'c' ? "/proc/self/ns/cgroup" : "/proc/self/ns/mnt",
-                          O_RDONLY);
-            int type = !strcmp(op, "setns0") ? 0
-                       : op[6] == 'c' ? CLONE_NEWCGROUP : CLONE_NEWNS;
-            out(op, setns(fd, type));
-        } else if (!strcmp(op, "bpf")) {
-            out(op, syscall(SYS_bpf, 0, NULL, 0));  /* the kernel alone: EFAULT or EINVAL */
-        } else if (!strcmp(op, "mount")) {
-            out(op, mount("none", argv[++i], "tmpfs", 0, NULL));
-        } else if (!strcmp(op, "chroot")) {
-            out(op, chroot(argv[++i]));
-        } else if (!strcmp(op, "open_w")) {
-            out(op, open(argv[++i], O_WRONLY | O_CREAT, 0644));
-        }
-    }
-    return 0;
-}
-"""
-
-
-@pytest.fixture(scope="session")
-def helper(tmp_path_factory: pytest.TempPathFactory) -> str:
-    directory = tmp_path_factory.mktemp("logged-refusals")
-    (directory / "refusals.c").write_text(SOURCE)
-    binary = directory / "refusals"
-    subprocess.run(["gcc", "-O1", "-static", "-o", str(binary), str(directory / "refusals.c")],
-                   check=True, capture_output=True)
-    return str(binary)
-
 
 def write_policy(tmp_path: Path, **kw: object) -> Policy:
     (tmp_path / "allowed").mkdir(exist_ok=True)

@@ -7,7 +7,6 @@ it (tracer.refusals)."""
 from __future__ import annotations
 
 import errno
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,58 +17,6 @@ from secfilt_runtime.policy.model import Policy
 
 pytestmark = pytest.mark.skipif(not HAVE_GCC, reason="needs gcc to build the helper")
 REFUSED = f"ERR {errno.EROFS}"  # the policy's errno: never the kernel's own answer here
-
-SOURCE = r"""
-#include <errno.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ptrace.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-static void out(const char *op, long rc)
-{
-    if (rc < 0) printf("%s ERR %d\n", op, errno);
-    else printf("%s OK\n", op);
-    fflush(stdout);
-}
-
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *op = argv[i];
-        if (!strcmp(op, "own_trace")) {
-            /* every call: SECCOMP_RET_TRACE with the data given (the newest filter's data is
-             * what the tracer reads) */
-            unsigned data = (unsigned)strtoul(argv[++i], NULL, 0) & 0xffff;
-            struct sock_filter f[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE | data)};
-            struct sock_fprog prog = {1, f};
-            out(op, syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog));
-        } else if (!strcmp(op, "chroot")) {
-            out(op, chroot(argv[++i]));
-        } else if (!strcmp(op, "swapon")) {
-            out(op, syscall(SYS_swapon, argv[++i], 0));  /* the kernel alone: ENOENT */
-        } else if (!strcmp(op, "traceme")) {
-            out(op, ptrace(PTRACE_TRACEME, 0, 0, 0));    /* the kernel alone: EPERM (traced) */
-        }
-    }
-    return 0;
-}
-"""
-
-
-@pytest.fixture(scope="session")
-def helper(tmp_path_factory: pytest.TempPathFactory) -> str:
-    directory = tmp_path_factory.mktemp("refusal-data")
-    (directory / "refusal.c").write_text(SOURCE)
-    binary = directory / "refusal"
-    subprocess.run(["gcc", "-O1", "-static", "-o", str(binary), str(directory / "refusal.c")],
-                   check=True, capture_output=True)
-    return str(binary)
-
 
 def policy_for(tmp_path: Path, **kw: object) -> Policy:
     (tmp_path / "allowed").mkdir(exist_ok=True)
