@@ -389,12 +389,12 @@ class CommandCgroup:
         clone skips the at-fork handlers that make a fork of several threads safe)."""
         from .. import kernel
 
-        if len(os.listdir("/proc/self/task")) != 1:
-            return None
         try:
+            if len(os.listdir("/proc/self/task")) != 1:
+                return None
             fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
-            return None
+            return None  # no /proc to count threads by, or the cgroup is gone
         try:
             return kernel.clone_into_cgroup(fd)
         except OSError:
