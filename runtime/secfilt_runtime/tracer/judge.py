@@ -78,6 +78,9 @@ class Judge:
         # the filter's own refusals, as built for this tracer's processes: `supervised` (the
         # destination calls go to a user-notification supervisor) changes which those are
         self._refusals = Refusals(policy, supervised)
+        # None where no refusal of the filter reaches the tracer (no log, not audit mode): the
+        # commonest case skips the lookup at every stop
+        self._refusal_of = self._refusals.find if self._refusals else None
         self.memory = Memory()
         self._rule = decide.write_rule(policy)
         self._openat2 = kernel.Openat2()
@@ -132,7 +135,7 @@ class Judge:
         compat = arch == AUDIT_ARCH_I386
         if compat:
             args = [a & 0xFFFFFFFF for a in args]
-        refused = self._refusals.find(arch, nr, args, data)
+        refused = self._refusal_of(arch, nr, args, data) if self._refusal_of else None
         if refused is not None:
             return self._audited(self._refused(refused, args))
         entry = table.get(nr)

@@ -73,6 +73,10 @@ class Refusals:
             for covered in calls.values():
                 covered.sort(key=lambda c: not c.refusal.hardening)  # stable: filter order
 
+    def __bool__(self) -> bool:
+        """Whether any refusal reaches the tracer (a log or audit mode): asked at every stop."""
+        return any(self._by_call.values())
+
     def find(self, arch: int, nr: int, args: list[int], data: int) -> Covered | None:
         """The refusal this stop is (args as seccomp_data holds them: an i386 call's low
         halves), or None: the call is the judge's."""
