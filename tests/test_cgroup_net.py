@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
@@ -284,3 +285,39 @@ def test_fork_into_starts_the_child_in_the_cgroup(cgroup2: Path) -> None:
     assert f"0::/{cgroup2.relative_to(CGROUP2)}\n" in seen, seen
     with open("/proc/self/cgroup") as f:
         assert f.read() == before
+
+
+@needs_root
+def test_a_killed_secfilt_s_cgroup_is_removed_by_the_next_one() -> None:
+    """secfilt killed with SIGKILL cannot remove its command's cgroup: the next secfilt with
+    destination rules removes an empty secfilt-PID whose PID is gone, and keeps one whose PID
+    lives."""
+    base = Path(cgroup_net.own_cgroup2_dir() or "/nonexistent")
+    if not base.is_dir():
+        pytest.skip("no cgroup2 directory of our own")
+    dead_pid = _a_dead_pid()
+    stale, young = base / f"secfilt-{dead_pid}", base / f"secfilt-{_a_dead_pid()}"
+    alive, mine = base / f"secfilt-{os.getpid()}-not", base / f"secfilt-{os.getpid()}"
+    for d in (stale, young, alive, mine):
+        d.mkdir()
+    old = time.time() - 2 * cgroup_net.STALE_AFTER_S
+    for d in (stale, alive, mine):  # each kept one is kept by one rule alone
+        os.utime(d, (old, old))
+    try:
+        p = subprocess.run([sys.executable, "-m", "secfilt_runtime.secfilt_cli",
+                            "--no-outbound-network", "true"], capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert not stale.exists()
+        # just made (its owner may not have forked yet); not a pid; a live pid (this test's)
+        assert young.exists() and alive.exists() and mine.exists()
+    finally:
+        for d in (stale, young, alive, mine):
+            if d.exists():
+                d.rmdir()
+
+
+def _a_dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid

@@ -364,6 +364,7 @@ class CommandCgroup:
         base = own_cgroup2_dir()
         if base is None:
             return None  # no cgroup2 here
+        remove_stale(base)
         path = os.path.join(base, f"secfilt-{os.getpid()}")
         try:
             os.mkdir(path, 0o755)
@@ -441,6 +442,35 @@ class CommandCgroup:
                     warn(f"cannot remove {self.path}: {e.strerror}")
                     return
                 time.sleep(0.01)
+
+
+STALE_AFTER_S = 60.0
+
+
+def remove_stale(base: str) -> None:
+    """Remove what a secfilt killed with SIGKILL left in `base`: an empty secfilt-PID cgroup
+    (its programs go with it) whose PID is no process any more and that is older than a
+    minute. A live PID, even one reused by another process, keeps its cgroup, and so does a
+    young one: its owner may be between the mkdir and the fork (one in another pid namespace
+    has a PID this /proc does not show)."""
+    import time
+
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        pid = name.removeprefix("secfilt-")
+        if pid == name or not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+            continue
+        path = os.path.join(base, name)
+        try:
+            if now - os.stat(path).st_mtime < STALE_AFTER_S:
+                continue
+            os.rmdir(path)  # EBUSY while any process is in it
+        except OSError:
+            continue
 
 
 def own_cgroup2_dir() -> str | None:
