@@ -54,12 +54,17 @@ def timed(argv: list[str], **kw: Any) -> float:
     return time.perf_counter() - t0
 
 
-def interleaved(cases: dict[str, list[str]], rounds: int) -> dict[str, float]:
-    """Median seconds per case, every case once per round, order rotated."""
+def interleaved(cases: dict[str, list[str]], rounds: int, settle: bool = False
+                ) -> dict[str, float]:
+    """Median seconds per case, every case once per round, order rotated. `settle`: write
+    back dirty pages before each run (untimed), so no run pays for the one before it (an untar
+    leaves ~80 MB for the writeback to compete with whatever runs next)."""
     samples: dict[str, list[float]] = {k: [] for k in cases}
     names = list(cases)
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
+            if settle:
+                os.sync()
             samples[name].append(timed(cases[name]))
     return {k: statistics.median(v) for k, v in samples.items()}
 
@@ -140,7 +145,7 @@ def work_section(quick: bool) -> dict[str, Any]:
             jobs.insert(1, (f"untar stdlib ({tar_members(big_tarball)} entries)",
                             untar_into(big_tarball)))
         for name, job in jobs:
-            m = interleaved({"none": job, "policy": [*policy, *job]}, rounds)
+            m = interleaved({"none": job, "policy": [*policy, *job]}, rounds, settle=True)
             results[name] = {"none s": m["none"], "policy s": m["policy"],
                              "x none": m["policy"] / m["none"]}
         return results
