@@ -655,11 +655,13 @@ class RemoteReader:
             length = self._size
         end = addr + length
         if length and addr // _PAGE == (end - 1) // _PAGE:
-            # within one page, what nearly every path and address is
+            # within one page, what nearly every path and address is: the call made here
             first = self._first
             first.base = addr
             first.len = self._local.len = length
-            return self._call(pid, self._remote_ref, 1)
+            one = self._counts[1]
+            ret = self._fn(pid, self._local_ref, one, self._remote_ref, one, self._no_flags)
+            return ret if ret >= 0 else self._failed(pid)
         n, pos = 0, addr
         while pos < end and n < self.MAX_PAGES:
             chunk = min(end, (pos // _PAGE + 1) * _PAGE) - pos
@@ -673,12 +675,14 @@ class RemoteReader:
         """process_vm_readv: bytes read, 0 when the first page is not mapped."""
         ret = self._fn(pid, self._local_ref, self._counts[1], remote, self._counts[count],
                        self._no_flags)
-        if ret == -1:
-            err = ctypes.get_errno()
-            if err == errno.EFAULT:
-                return 0
-            raise OSError(err, f"process_vm_readv({pid}): {os.strerror(err)}")
-        return ret
+        return ret if ret >= 0 else self._failed(pid)
+
+    @staticmethod
+    def _failed(pid: int) -> int:
+        err = ctypes.get_errno()
+        if err == errno.EFAULT:
+            return 0
+        raise OSError(err, f"process_vm_readv({pid}): {os.strerror(err)}")
 
 
 # bpf(2): cgroup programs (the policy's destination rules checked by the kernel on the address

@@ -38,6 +38,8 @@ class Memory:
 
     def __init__(self) -> None:
         self._reader = kernel.RemoteReader(128 * 1024 + PATH_MAX)
+        self._read_into = self._reader.read  # bound once: asked at every judged call
+        self._buf = self._reader.buf
 
     def read(self, pid: int, addr: int, length: int, what: str) -> bytes:
         """Exactly `length` bytes at `addr`, or Unreadable(EFAULT)."""
@@ -73,9 +75,9 @@ class Memory:
 
     def _read(self, pid: int, addr: int, length: int) -> bytes:
         try:
-            n = self._reader.read(pid, addr, length)
+            n = self._read_into(pid, addr, length)
         except OSError as e:
             if e.errno not in (errno.EPERM, errno.ENOSYS):
                 raise
             return b""  # no readable address space: EFAULT for the caller
-        return ctypes.string_at(self._reader.buf, n)
+        return ctypes.string_at(self._buf, n)
