@@ -90,8 +90,9 @@ def test_hardening_refusals_are_named_so() -> None:
     hardening = {v for v, r in table.items() if r.hardening}
     assert hardening == {policy_filter.ESCAPE, policy_filter.UNTRACED_CHILD,
                          policy_filter.OWN_LISTENER, policy_filter.TERMINAL_INJECTION}
-    assert all(table[v].rule == judge.HARDEN_RULE for v in hardening)
-    assert all(r.rule != judge.HARDEN_RULE for v, r in table.items() if v not in hardening)
+    assert all(table[v].rule == policy_filter.HARDENING_RULE for v in hardening)
+    assert all(r.rule != policy_filter.HARDENING_RULE
+               for v, r in table.items() if v not in hardening)
 
 
 def test_rule_names_are_the_policy_s() -> None:
@@ -134,7 +135,8 @@ def test_a_refusal_is_logged_with_its_rule_and_not_judged() -> None:
     assert d.reason == policy_filter.REFUSALS[policy_filter.NEW_ROOT][1]
     d = j.judge(0, AUDIT_ARCH_I386, 54, [3, 0xFFFF_0000_0000_0000 | TIOCSTI, 0, 0, 0, 0],
                 policy_filter.TERMINAL_INJECTION)
-    assert not d.allowed and d.rule == judge.HARDEN_RULE and d.details == {"request": TIOCSTI}
+    assert not d.allowed and d.rule == policy_filter.HARDENING_RULE
+    assert d.details == {"request": TIOCSTI}
 
 
 def test_forged_data_cannot_turn_a_refusal_into_a_judged_call() -> None:
@@ -151,9 +153,9 @@ def test_forged_data_cannot_let_hardening_through_in_audit_mode() -> None:
     j = judge.Judge(logged(Policy(read_only=True), mode="audit"))
     for forged in (policy_filter.MOUNT_TREE, policy_filter.NEW_ROOT, policy_filter.JUDGE):
         d = j.judge(0, AUDIT_ARCH_X86_64, PTRACE, [0] * 6, forged)
-        assert not d.allowed and d.rule == judge.HARDEN_RULE, forged
+        assert not d.allowed and d.rule == policy_filter.HARDENING_RULE, forged
         d = j.judge(0, AUDIT_ARCH_X86_64, IOCTL, [0, TIOCSTI, 0, 0, 0, 0], forged)
-        assert not d.allowed and d.rule == judge.HARDEN_RULE, forged
+        assert not d.allowed and d.rule == policy_filter.HARDENING_RULE, forged
     # what audit mode does let through: a refusal that is not a hardening one
     d = j.judge(0, AUDIT_ARCH_X86_64, MOUNT, [0] * 6, policy_filter.MOUNT_TREE)
     assert d.allowed and d.log and d.rule == "read-only"

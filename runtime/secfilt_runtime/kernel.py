@@ -308,7 +308,8 @@ class Openat2:
 STATX_MNT_ID_UNIQUE = 0x4000  # Linux 6.8: 64 bits, never reused (STATX_MNT_ID's are)
 STATX_ATTR_MOUNT_ROOT = 0x2000
 _STATX_SIZE = 256
-_STATX_MASK, _STATX_ATTRIBUTES, _STATX_ATTRIBUTES_MASK, _STATX_MNT_ID = 0, 8, 56, 144
+# struct statx's stx_mask (0), stx_attributes (8), stx_attributes_mask (56), stx_mnt_id (144)
+_STATX_FIELDS = struct.Struct("<I4xQ40xQ80xQ")
 
 
 class MountOf:
@@ -322,19 +323,15 @@ class MountOf:
         self._fn.restype = ctypes.c_long
         self._nr = ctypes.c_long(_NR["statx"])
         self._mask = ctypes.c_uint(STATX_MNT_ID_UNIQUE)
-        self._unpack = struct.Struct("<I4xQ").unpack_from
 
     def __call__(self, dirfd: int, path: bytes, flags: int) -> tuple[int, bool] | None:
         buf = self._buf
         if self._fn(self._nr, dirfd, path, flags, self._mask, buf) < 0:
             return None
-        mask, attributes = self._unpack(buf, _STATX_MASK)
+        mask, attributes, known, mnt_id = _STATX_FIELDS.unpack_from(buf)
         if not mask & STATX_MNT_ID_UNIQUE:
             return None
-        mnt_id = int.from_bytes(buf[_STATX_MNT_ID:_STATX_MNT_ID + 8], "little")
-        known = int.from_bytes(buf[_STATX_ATTRIBUTES_MASK:_STATX_ATTRIBUTES_MASK + 8], "little")
-        root = bool(attributes & known & STATX_ATTR_MOUNT_ROOT)
-        return mnt_id, root
+        return mnt_id, bool(attributes & known & STATX_ATTR_MOUNT_ROOT)
 
 
 class _MountAttr(ctypes.Structure):
@@ -655,13 +652,11 @@ class RemoteReader:
             length = self._size
         end = addr + length
         if length and addr // _PAGE == (end - 1) // _PAGE:
-            # within one page, what nearly every path and address is: the call made here
+            # within one page, what nearly every path and address is
             first = self._first
             first.base = addr
             first.len = self._local.len = length
-            one = self._counts[1]
-            ret = self._fn(pid, self._local_ref, one, self._remote_ref, one, self._no_flags)
-            return ret if ret >= 0 else self._failed(pid)
+            return self._call(pid, self._remote_ref, 1)
         n, pos = 0, addr
         while pos < end and n < self.MAX_PAGES:
             chunk = min(end, (pos // _PAGE + 1) * _PAGE) - pos
@@ -675,10 +670,8 @@ class RemoteReader:
         """process_vm_readv: bytes read, 0 when the first page is not mapped."""
         ret = self._fn(pid, self._local_ref, self._counts[1], remote, self._counts[count],
                        self._no_flags)
-        return ret if ret >= 0 else self._failed(pid)
-
-    @staticmethod
-    def _failed(pid: int) -> int:
+        if ret >= 0:
+            return ret
         err = ctypes.get_errno()
         if err == errno.EFAULT:
             return 0

@@ -47,7 +47,6 @@ class ControlServer:
         self._seize = seize
         self._queue: deque[_Request] = deque()
         self._main = _thread.get_ident()  # the serving thread builds the server
-        self._event: type[threading.Event] | None = None
         self.sock = seqpacket_socket()
         old = os.umask(0o077)
         try:
@@ -61,7 +60,6 @@ class ControlServer:
     def start(self) -> None:
         import threading
 
-        self._event = threading.Event
         threading.Thread(target=self._serve, daemon=True).start()
 
     def close(self) -> None:
@@ -101,7 +99,9 @@ class ControlServer:
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
             conn.send(jsonio.dumps({"error": f"pid: not a process id: {pid!r}"}).encode())
             return
-        req = _Request(pid, self._event())  # type: ignore[misc]
+        from threading import Event  # loaded by start(), which runs this thread
+
+        req = _Request(pid, Event())
         self._queue.append(req)
         while not req.done.wait(0.02):
             _signal.pthread_kill(self._main, WAKE_SIGNAL)  # type: ignore[arg-type]

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 UIO_MAXIOV = 1024   # sendmmsg handles at most this many messages
 CONTROL_MAX = 128 * 1024  # above net.core.optmem_max the kernel answers ENOBUFS anyway
-HARDEN_RULE = HARDENING_RULE
 RESOLVE_IN_ROOT = 0x10
 ARCH_NAMES = {syscalls.AUDIT_ARCH_X86_64: "x86_64", AUDIT_ARCH_I386: "i386"}
 MEMO_MAX = 4096  # remembered verdicts per kind; forgotten all at once when full
@@ -60,6 +59,11 @@ class Decision:
 ALLOWED = Decision(True)
 
 
+def _dirfd(arg: PathArg, args: list[int]) -> int:
+    """The directory a relative operand starts from: its dirfd argument, else the cwd."""
+    return s32(args[arg.dirfd]) if arg.dirfd is not None else syscalls.AT_FDCWD
+
+
 def _names_dirfd(arg: PathArg, args: list[int], raw: bytes | None) -> bool:
     """Whether the operand is its dirfd itself: utimensat's NULL, "" with AT_EMPTY_PATH."""
     return raw is None or not raw and bool(arg.empty_bit) and arg.flags is not None \
@@ -77,10 +81,10 @@ class Judge:
         self.policy = policy
         # the filter's own refusals, as built for this tracer's processes: `supervised` (the
         # destination calls go to a user-notification supervisor) changes which those are
-        self._refusals = Refusals(policy, supervised)
+        refusals = Refusals(policy, supervised)
         # None where no refusal of the filter reaches the tracer (no log, not audit mode): the
         # commonest case skips the lookup at every stop
-        self._refusal_of = self._refusals.find if self._refusals else None
+        self._refusal_of = refusals.find if refusals else None
         self.memory = Memory()
         self._rule = decide.write_rule(policy)
         self._openat2 = kernel.Openat2()
@@ -131,7 +135,8 @@ class Judge:
         table = syscalls.BY_ARCH.get(arch)
         if table is None:
             # the filter only admits the architectures in the table; anything else is foreign
-            return Decision(False, errno.ENOSYS, HARDEN_RULE, f"architecture {arch:#x}", True)
+            return Decision(False, errno.ENOSYS, HARDENING_RULE, f"architecture {arch:#x}",
+                            True)
         compat = arch == AUDIT_ARCH_I386
         if compat:
             args = [a & 0xFFFFFFFF for a in args]
@@ -164,7 +169,7 @@ class Judge:
     def _audited(self, decision: Decision) -> Decision:
         """Audit mode lets a logged refusal through, but never a hardening one."""
         if decision.log and not decision.allowed and self.policy.audit \
-                and decision.rule != HARDEN_RULE:
+                and decision.rule != HARDENING_RULE:
             decision.allowed = True
         return decision
 
@@ -308,7 +313,7 @@ class Judge:
         mounts = self._mounts
         if mounts is None:
             return False
-        dirfd = s32(args[arg.dirfd]) if arg.dirfd is not None else syscalls.AT_FDCWD
+        dirfd = _dirfd(arg, args)
         if _names_dirfd(arg, args, raw):
             return mounts.holds(tid, dirfd, roots.get(tid))
         return bool(raw) and mounts.holds_beneath(tid, dirfd, raw, follow,  # type: ignore[arg-type]
@@ -325,7 +330,7 @@ class Judge:
         if raw is not None and raw.startswith(b"/") and not in_root:
             # the kernel ignores the dirfd of an absolute path, even a bad one
             return res.resolve(raw, "/", follow)
-        dirfd = s32(args[arg.dirfd]) if arg.dirfd is not None else syscalls.AT_FDCWD
+        dirfd = _dirfd(arg, args)
         if _names_dirfd(arg, args, raw):
             return res.fd_path(dirfd) if dirfd != syscalls.AT_FDCWD else res.cwd()
         base = res.cwd() if dirfd == syscalls.AT_FDCWD else res.fd_path(dirfd)

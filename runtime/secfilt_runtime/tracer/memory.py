@@ -30,16 +30,15 @@ class Unreadable(Exception):
 
 class Memory:
     """One reader per tracer, reading with process_vm_readv: it looks the task up at every
-    call, so it always reads the address space the task has now. A /proc/TID/mem descriptor
-    kept between stops would read a third faster, but it stays bound to the address space it
-    was opened on: after an exec (or, for a vfork child, its parent's) it would read memory
-    the call never names, and only an exec stop at every exec (one more ptrace stop per
-    process started, ~100 us here) could tell the tracer to reopen it."""
+    call, so it always reads the address space the task has now. A pread on a /proc/TID/mem
+    descriptor kept between stops takes half as long (1.8 against 3.6 us here), but the file
+    stays bound to the address space it was opened on: after an exec (or, for a vfork child,
+    its parent's) it would read memory the call never names, and only an exec stop at every
+    exec (one more ptrace stop per process started, ~100 us here) could tell the tracer to
+    reopen it."""
 
     def __init__(self) -> None:
         self._reader = kernel.RemoteReader(128 * 1024 + PATH_MAX)
-        self._read_into = self._reader.read  # bound once: asked at every judged call
-        self._buf = self._reader.buf
 
     def read(self, pid: int, addr: int, length: int, what: str) -> bytes:
         """Exactly `length` bytes at `addr`, or Unreadable(EFAULT)."""
@@ -75,9 +74,9 @@ class Memory:
 
     def _read(self, pid: int, addr: int, length: int) -> bytes:
         try:
-            n = self._read_into(pid, addr, length)
+            n = self._reader.read(pid, addr, length)
         except OSError as e:
             if e.errno not in (errno.EPERM, errno.ENOSYS):
                 raise
             return b""  # no readable address space: EFAULT for the caller
-        return ctypes.string_at(self._buf, n)
+        return ctypes.string_at(self._reader.buf, n)
