@@ -245,6 +245,7 @@ def _run_command(command: str, p: Parsed, store: StateStore, root: str) -> int:
     if command == "update":
         return _update(store, p)
     if command == "create":
+        _warm_attach_lock()
         from . import lifecycle
 
         cid = _one_id(p, command)
@@ -298,7 +299,16 @@ def is_bundle_dir(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "config.json"))
 
 
+def _warm_attach_lock() -> None:
+    """The command will move a process into a cgroup: start the kernel's wait for that now,
+    before the imports it would otherwise follow (container.attach_lock)."""
+    from .container import attach_lock
+
+    attach_lock.warm()
+
+
 def _run(p: Parsed, root: str) -> int:
+    _warm_attach_lock()
     from . import lifecycle
 
     o = p.opts
@@ -332,6 +342,7 @@ def _run(p: Parsed, root: str) -> int:
 
 
 def _exec(store: StateStore, p: Parsed) -> int:
+    _warm_attach_lock()
     from .execproc import ExecOptions, exec_process
 
     o = p.opts

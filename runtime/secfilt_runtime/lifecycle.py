@@ -16,7 +16,7 @@ from collections.abc import Iterator
 # parsing, the tracer) are imported where they are used, not here
 from . import records, schema, seccomp, signals
 from . import spec as spec_mod
-from .container import namespaces, process, system
+from .container import attach_lock, namespaces, process, system
 from .container.cgroups import UNIFIED, Cgroup
 from .container.init import stage1_main
 from .errors import ConfigError, ContainerError
@@ -194,11 +194,13 @@ def launch(
     stage1_child = Child(stage1)
     cleanup.callback(stage1_child.kill_and_reap)
 
+    cleanup.callback(attach_lock.done)
     join_late = _init_may_join_late(spec, plan)
     if not join_late:
         cgroup.add(stage1)  # stage1, then the init it forks, are in the cgroup from the start
-    ours.send("go")
+        attach_lock.done()
     try:
+        ours.send_go()
         if plan.new_user:
             ours.expect("idmap", "stage1")
             namespaces.write_id_maps(stage1, spec.linux)
@@ -211,6 +213,7 @@ def launch(
     if join_late:
         # while the init sets its root up (it runs nothing of the container's before `start`)
         cgroup.add(init.pid)
+        attach_lock.done()
     stage1_child.reap()
     console = None
     try:

@@ -91,6 +91,14 @@ class Channel:
         else:
             self.sock.send(data)
 
+    def send_go(self) -> None:
+        """Tell a stage1 to proceed. One already gone (killed as it joined a cgroup whose limit
+        its set-up cannot meet) is not an error here: the `expect` that follows says why."""
+        try:
+            self.send("go")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def recv(self) -> dict[str, Any] | None:
         """The next message, or None at end-of-file. Passed descriptors are in msg["fds"]."""
         if self.while_waiting is not None:
@@ -113,7 +121,12 @@ class Channel:
 
     def expect(self, type_: str, who: str) -> dict[str, Any]:
         """Receive a message of the given type; an error message or EOF becomes ContainerError."""
-        msg = self.recv()
+        try:
+            msg = self.recv()
+        except ConnectionResetError:
+            # it exited with our last message unread (never an end-of-file: `start` takes that
+            # for a successful execve)
+            msg = None
         if msg is None:
             raise ChildVanished(f"{who} exited during setup without a report")
         if msg["type"] == "error":

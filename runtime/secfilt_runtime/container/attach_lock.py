@@ -1,0 +1,95 @@
+"""Keeping the kernel's cgroup-migration lock on its fast path while a container is set up.
+
+Every move of a process into a cgroup (a cgroup.procs write) takes cgroup_threadgroup_rwsem
+for writing. The first writer after an idle spell waits for an RCU grace period
+(rcu_sync_enter: 5-17 ms measured on the dev VM); writers within about one grace period of the
+last one find the fast path open and take ~0.07 ms. The runtime's move of the container's
+process is on the critical path of `run`, `create` and `exec`, and comes late (after the
+imports, the config and the fork). So as soon as a command knows it will make one, a thread
+moves the runtime into the cgroup it is already in (a move that changes nothing) every few
+milliseconds, until the real move is done or a deadline passes: the grace period then runs
+while the command imports and parses, instead of after.
+
+Best effort: any error (no cgroupfs, a cgroup2 type that refuses the write) ends the thread,
+and the real move then waits as it would have.
+"""
+
+from __future__ import annotations
+
+import _signal
+import _thread
+import os
+import time
+
+from . import cgroups
+
+PERIOD_S = 0.004   # well inside one grace period, the window after the last writer
+DEADLINE_S = 2.0   # a command that never makes its move stops warming anyway
+
+_stop: list[bool] = []
+
+
+def own_cgroup_dirs(hierarchies: dict[str, cgroups.Hierarchy], own: dict[str, str]
+                    ) -> list[str]:
+    """This process's cgroup directory in each hierarchy whose mount shows it (pure): a path
+    outside the mount's root is skipped, as writing below the mount would move us."""
+    dirs = []
+    for key, h in hierarchies.items():
+        path = own.get(key)
+        if path is not None and (h.root == "/" or path == h.root
+                                 or path.startswith(h.root + "/")):
+            dirs.append(cgroups.hierarchy_dir(h, "", path))
+    return dirs
+
+
+def own_procs_file() -> str | None:
+    """cgroup.procs of the cgroup this process is in, in the first hierarchy that shows it."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = cgroups.parse_proc_cgroup(f.read())
+        dirs = own_cgroup_dirs(cgroups.discover(), own)
+    except OSError:
+        return None
+    for d in dirs:
+        procs = os.path.join(d, "cgroup.procs")
+        if os.path.exists(procs):
+            return procs
+    return None
+
+
+def warm() -> None:
+    """Start keeping the fast path open (once per process)."""
+    if _stop:
+        return
+    _stop.append(False)
+    procs = own_procs_file()
+    if procs is None:
+        return
+    # born with every signal blocked: a signal sent to the runtime must reach its main thread,
+    # which waits for them with all blocked (lifecycle), not end the process here
+    old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+    try:
+        _thread.start_new_thread(_keep_open, (procs, time.monotonic() + DEADLINE_S))
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
+
+
+def done() -> None:
+    """The real move is made: let the thread end."""
+    if _stop:
+        _stop[0] = True
+
+
+def _keep_open(procs: str, deadline: float) -> None:
+    try:
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        while not _stop[0] and time.monotonic() < deadline:
+            os.write(fd, b"0")  # "0": the writer's own thread group, into its own cgroup
+            time.sleep(PERIOD_S)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
