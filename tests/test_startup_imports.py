@@ -150,6 +150,9 @@ RUN = NEVER | {
     "typing",       # names under TYPE_CHECKING = False only (~5 ms)
     "socket", "selectors", "array",  # sync uses _socket (~5 ms)
     "ipaddress", "threading", "termios",
+    # cleanup.py and try/except stand in for contextlib, which loads functools and collections
+    # (~6 ms); an annotation's collections.abc is imported under TYPE_CHECKING only
+    "contextlib", "functools", "collections",
     "secfilt_runtime.policy.parse", "secfilt_runtime.tracer",
     "secfilt_runtime.policy.cgroup_net", "secfilt_runtime.console",
     "secfilt_runtime.container.terminal", "secfilt_runtime.seccomp.cache",

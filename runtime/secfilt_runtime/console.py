@@ -3,7 +3,6 @@ keep the window size in step, and put our own terminal in raw mode meanwhile."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import termios
@@ -44,7 +43,7 @@ class Console:
         the destination fails (our reader went away), keep draining the source: a container
         blocked on a full pty would never exit."""
         sink_ok = True
-        with contextlib.suppress(OSError):
+        try:
             while data := os.read(src, 65536):
                 view = memoryview(data)
                 while view and sink_ok:
@@ -52,6 +51,8 @@ class Console:
                         view = view[os.write(dst, view):]
                     except OSError:
                         sink_ok = False
+        except OSError:
+            pass
 
     def close(self) -> None:
         """After the container exited: let the output drain, restore our terminal."""

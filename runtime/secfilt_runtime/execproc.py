@@ -18,11 +18,11 @@ defaults of the process itself (args, env, user, cwd...), as it does for runc's 
 from __future__ import annotations
 
 import _signal
-import contextlib
 import os
 
 from . import confinement, jsonio, kernel, nsjoin, records, seccomp
 from . import spec as spec_mod
+from .cleanup import Cleanup
 from .container import attach_lock, process, terminal
 from .container.cgroups import Cgroup
 from .container.init import _fail, confine_and_exec
@@ -161,7 +161,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
     cgroup = Cgroup.from_dict(st.cgroup)
     old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
-        with contextlib.ExitStack() as cleanup:
+        with Cleanup() as cleanup:
             cleanup.callback(joins.close)
             ours, theirs = Channel.pair()
             cleanup.callback(ours.close)

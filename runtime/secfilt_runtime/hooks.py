@@ -20,7 +20,6 @@ import contextlib
 import os
 import select
 import time
-from collections.abc import Callable
 
 from . import jsonio
 from .errors import ConfigError, ContainerError
@@ -29,6 +28,7 @@ from .records import record
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",

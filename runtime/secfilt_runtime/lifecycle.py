@@ -1,21 +1,20 @@
 """Container lifecycle operations: launching a container and running it in the foreground.
 
 Every step that creates something (state directory, cgroup, processes) registers its undo with
-an ExitStack before the next step, so a failure anywhere leaves nothing behind.
+a Cleanup stack (cleanup.py) before the next step, so a failure anywhere leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import _signal
-import contextlib
 import os
 import time
-from collections.abc import Iterator
 
 # `run` is timed against runc: modules only some containers need (hooks, terminal, policy
 # parsing, the tracer) are imported where they are used, not here
 from . import records, schema, seccomp, signals
 from . import spec as spec_mod
+from .cleanup import Cleanup
 from .container import attach_lock, namespaces, process, system
 from .container.cgroups import UNIFIED, Cgroup
 from .container.init import stage1_main
@@ -102,13 +101,17 @@ class Child:
 
     def signal(self, sig: int) -> None:
         if self.status is None:
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
 
     def kill_and_reap(self) -> None:
         self.signal(_signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
+        try:
             self.reap()
+        except ChildProcessError:
+            pass
 
 
 def check_bundle(spec: Spec) -> namespaces.NamespacePlan:
@@ -143,7 +146,7 @@ def refuse_what_is_not_applied(spec: Spec, proc: Process) -> None:
 
 def launch(
     spec: Spec, plan: namespaces.NamespacePlan, container_id: str, store: StateStore,
-    cleanup: contextlib.ExitStack, filters: seccomp.Filters | None = None,
+    cleanup: Cleanup, filters: seccomp.Filters | None = None,
 ) -> Launched:
     """Create the cgroup and the init; return when the init is ready to execute the process.
 
@@ -350,7 +353,7 @@ def wait_forwarding_signals(init: Child, console: Console | None = None) -> int:
             return exit_code(init.status)
 
 
-def write_pid_file(path: str, pid: int, cleanup: contextlib.ExitStack) -> None:
+def write_pid_file(path: str, pid: int, cleanup: Cleanup) -> None:
     """Write atomically (engines poll for this file); removed when the container is gone."""
     path = os.path.abspath(path)
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -365,12 +368,14 @@ def write_pid_file(path: str, pid: int, cleanup: contextlib.ExitStack) -> None:
 
 
 def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def attach_tracer(launched: Launched, policy: Policy | None, store: StateStore,
-                  cleanup: contextlib.ExitStack) -> None:
+                  cleanup: Cleanup) -> None:
     """One tracer per container, seizing the init before it may load its filters (it loads
     them only after "start"); it serves every process of the container, `exec`'s too, through
     its control socket in the state directory, and leaves when the last one is gone."""
@@ -451,7 +456,7 @@ def create(bundle: str, container_id: str, root: str, *, pid_file: str | None = 
     store = StateStore(root)
     old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
-        with store.reserve(container_id), contextlib.ExitStack() as cleanup:
+        with store.reserve(container_id), Cleanup() as cleanup:
             launched = _set_up(prepared, container_id, store, cleanup)
             if launched.console is not None:
                 from .console import send_to_socket
@@ -459,9 +464,12 @@ def create(bundle: str, container_id: str, root: str, *, pid_file: str | None = 
                 send_to_socket(console_socket or "", launched.console.master)
             if pid_file:
                 write_pid_file(pid_file, launched.state.pid, cleanup)
-            with start_listener(store, container_id) as listener:
+            listener = start_listener(store, container_id)
+            try:
                 launched.channel.send("wait-start", fds=[listener.fileno()],
                                       preserve_fds=preserve_fds)
+            finally:
+                listener.close()
             launched.channel.expect("waiting", "the container init")
             launched.state.status = "created"
             launched.state.runtime_pid = launched.state.runtime_start_time = 0
@@ -474,10 +482,9 @@ def create(bundle: str, container_id: str, root: str, *, pid_file: str | None = 
         _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)
 
 
-@contextlib.contextmanager
-def start_listener(store: StateStore, container_id: str) -> Iterator[_socket.socket]:
-    """The socket the created init waits on. Bound through /proc/self/fd of the state
-    directory: a --root of engines (containerd's) can exceed sun_path's 108 bytes."""
+def start_listener(store: StateStore, container_id: str) -> _socket.socket:
+    """The socket the created init waits on, listening. Bound through /proc/self/fd of the
+    state directory: a --root of engines (containerd's) can exceed sun_path's 108 bytes."""
     sock = seqpacket_socket()
     dirfd = os.open(store.path(container_id), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -487,14 +494,16 @@ def start_listener(store: StateStore, container_id: str) -> Iterator[_socket.soc
         finally:
             os.umask(old)
         sock.listen(4)
-        yield sock
+    except BaseException:
+        sock.close()
+        raise
     finally:
         os.close(dirfd)
-        sock.close()
+    return sock
 
 
 def _set_up(prepared: Prepared, container_id: str, store: StateStore,
-            cleanup: contextlib.ExitStack) -> Launched:
+            cleanup: Cleanup) -> Launched:
     """What create and run share: the init up and seized by its tracer, the create hooks run;
     every step undone by `cleanup` unless the caller keeps the container."""
     cleanup.callback(store.remove, container_id)
@@ -512,7 +521,7 @@ def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) 
     store = StateStore(root)
     old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
-        with store.reserve(container_id), contextlib.ExitStack() as cleanup:
+        with store.reserve(container_id), Cleanup() as cleanup:
             launched = _set_up(prepared, container_id, store, cleanup)
             launched.state.status = "created"
             store.save(launched.state)

@@ -9,7 +9,6 @@ joining process only: whoever joins must fork once more.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from . import kernel
@@ -35,8 +34,10 @@ class Joins:
 
     def close(self) -> None:
         for _, fd, _ in self.fds:
-            with contextlib.suppress(OSError):
+            try:
                 os.close(fd)
+            except OSError:
+                pass
         self.fds = []
 
 
@@ -75,10 +76,14 @@ def enter(joins: Joins) -> None:
                                  f"{os.strerror(e.errno or 0)}") from None
         if name == "user":
             # container root from here on (the process's own user is applied later)
-            with contextlib.suppress(OSError):
+            try:
                 os.setresgid(0, 0, 0)
-            with contextlib.suppress(OSError):
+            except OSError:
+                pass
+            try:
                 os.setresuid(0, 0, 0)
+            except OSError:
+                pass
     joins.close()
 
 

@@ -10,7 +10,6 @@ Errors keep runc's wording where engines match on it: "container X does not exis
 from __future__ import annotations
 
 import _signal
-import contextlib
 import os
 import time
 
@@ -210,8 +209,10 @@ def destroy(st: State) -> None:
     # a socket outside the state directory (a long --root) goes by hand; a dead tracer
     # could not unlink it
     if st.tracer_socket.startswith(SHORT_SOCKET_DIR + "/"):
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(st.tracer_socket)
+        except FileNotFoundError:
+            pass
 
 
 def _wait_gone(pid: int, start_time: int, timeout: float = _GONE_TIMEOUT) -> bool:
@@ -300,6 +301,8 @@ def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> N
 def list_states(store: StateStore) -> list[dict[str, Any]]:
     out = []
     for cid in store.ids():
-        with contextlib.suppress(StateError, ValueError, OSError):
+        try:
             out.append(store.load(cid).to_oci())
+        except (StateError, ValueError, OSError):
+            pass
     return out

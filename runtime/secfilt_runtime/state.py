@@ -7,11 +7,9 @@ is its cgroup frozen) rather than trusted from the file, which may be stale afte
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
 
 from . import jsonio
 from .errors import StateError
@@ -117,14 +115,18 @@ def remove_tree(path: str) -> None:
 
                 shutil.rmtree(name, ignore_errors=True, dir_fd=fd)
             else:
-                with contextlib.suppress(OSError):
+                try:
                     os.unlink(name, dir_fd=fd)
+                except OSError:
+                    pass
     except OSError:
         pass
     finally:
         os.close(fd)
-    with contextlib.suppress(OSError):
+    try:
         os.rmdir(path)
+    except OSError:
+        pass
 
 
 class State:
@@ -218,9 +220,9 @@ class StateStore:
         """The container's state directory."""
         return self._dir(container_id)
 
-    @contextlib.contextmanager
-    def reserve(self, container_id: str) -> Iterator[str]:
-        """Create the container's directory exclusively; remove it if the block fails."""
+    def reserve(self, container_id: str) -> Reserved:
+        """Create the container's directory exclusively; `with` it: removed if the block
+        fails."""
         path = self._dir(container_id)
         try:
             os.makedirs(self.root, mode=0o711, exist_ok=True)
@@ -231,11 +233,7 @@ class StateStore:
             raise StateError(f"container with id {container_id} already exists") from None
         except OSError as e:
             raise StateError(f"--root {self.root}: cannot create {path}: {e.strerror}") from None
-        try:
-            yield path
-        except BaseException:
-            remove_tree(path)
-            raise
+        return Reserved(path)
 
     def save(self, state: State) -> None:
         """Write state.json atomically: a reader sees the old or the new file, never half."""
@@ -266,9 +264,9 @@ class StateStore:
         except FileNotFoundError:
             return []
 
-    @contextlib.contextmanager
-    def locked(self, container_id: str) -> Iterator[None]:
-        """Serialise lifecycle operations on one container (flock on its directory)."""
+    def locked(self, container_id: str) -> Locked:
+        """Serialise lifecycle operations on one container (flock on its directory), for the
+        `with` block this is used in."""
         try:
             fd = os.open(self._dir(container_id), os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
@@ -277,6 +275,34 @@ class StateStore:
             raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        return Locked(fd)
+
+
+class Reserved:
+    """A container directory just created: removed if the `with` block fails."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __enter__(self) -> str:
+        return self.path
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            remove_tree(self.path)
+
+
+class Locked:
+    """The flock on a container's directory, released (closed) when the `with` block ends."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        os.close(self.fd)

@@ -15,7 +15,6 @@ import _socket
 import os
 import select
 import struct
-from collections.abc import Callable
 
 from . import jsonio
 from .errors import ContainerError
@@ -23,6 +22,7 @@ from .errors import ContainerError
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _MAX_MESSAGE = 1 << 20

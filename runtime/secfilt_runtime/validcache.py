@@ -15,7 +15,6 @@ Standard library only, and little of it: this runs on every `run` and `create`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 
@@ -91,8 +90,10 @@ def remember(cache_dir: str, cache_key: str) -> None:
     try:
         # the runtime's --root may not exist yet: made as StateStore.reserve makes it
         os.makedirs(os.path.dirname(cache_dir), 0o711, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(cache_dir, 0o700)
+        except FileExistsError:
+            pass
         if not _ours(os.lstat(cache_dir), stat.S_IFDIR):
             return
         _prune(cache_dir)
@@ -109,8 +110,10 @@ def remember(cache_dir: str, cache_key: str) -> None:
     except OSError as e:
         log.debug(f"validation cache {cache_dir}: not written: {e}")
         if tmp is not None:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def _prune(cache_dir: str) -> None:
@@ -121,5 +124,7 @@ def _prune(cache_dir: str) -> None:
         return
     entries.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns)
     for e in entries[: len(entries) // 2]:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(e.path)
+        except OSError:
+            pass

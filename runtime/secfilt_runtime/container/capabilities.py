@@ -7,11 +7,13 @@ with a warning, as runc does, so one config works across kernel versions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from ..errors import ConfigError
 from ..records import record
 from ..spec import Capabilities
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 # Numbers from <linux/capability.h>; a name's index is its capability number.
 CAPABILITY_NAMES: tuple[str, ...] = (

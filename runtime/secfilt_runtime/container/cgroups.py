@@ -16,12 +16,10 @@ that existed before.
 from __future__ import annotations
 
 import _signal
-import contextlib
 import errno
 import os
 import posixpath
 import time
-from collections.abc import Mapping, Sequence
 
 from .. import kernel
 from ..errors import ConfigError, ContainerError
@@ -32,6 +30,7 @@ from . import mountinfo
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # a type only: `delete` and `kill --all` need no spec (~15 ms to import)
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
     from ..spec import Device
@@ -512,8 +511,10 @@ class Cgroup:
             except OSError:
                 return
             for c in available:
-                with contextlib.suppress(OSError):
+                try:
                     _write(os.path.join(d, "cgroup.subtree_control"), f"+{c}")
+                except OSError:
+                    pass
             d = os.path.join(d, part)
 
     def add(self, pid: int) -> None:
@@ -532,9 +533,11 @@ class Cgroup:
         v2 = self.version == 2
         cur_limit = None
         if not v2 and "memory" in self.paths:
-            with contextlib.suppress(OSError, ValueError):
+            try:
                 cur_limit = int(_read(os.path.join(self.paths["memory"],
                                                    "memory.limit_in_bytes")))
+            except (OSError, ValueError):
+                pass
         if v2:
             log.warning(f"{_FIELD}.devices: device access is not restricted on cgroup v2 (needs "
                         "an eBPF program, which this runtime does not load yet)")
@@ -624,19 +627,25 @@ class Cgroup:
         if d is None or not os.path.isdir(d):
             return
         if sig == _signal.SIGKILL and self.version == 2:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 _write(os.path.join(d, "cgroup.kill"), "1")
                 return
+            except FileNotFoundError:
+                pass
         was_frozen = self.frozen()
         froze = False
         if not was_frozen and self._freezer() is not None:
-            with contextlib.suppress(ContainerError):
+            try:
                 self._set_frozen(True)
                 froze = True
+            except ContainerError:
+                pass
         try:
             for pid in self.pids():
-                with contextlib.suppress(ProcessLookupError):
+                try:
                     os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
         finally:
             if froze or (was_frozen and sig == _signal.SIGKILL):
                 self._set_frozen(False)

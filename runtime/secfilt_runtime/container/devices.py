@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -109,8 +108,10 @@ def create_links(root_fd: int, devpts: bool) -> None:
             name = os.path.basename(path)
             if path == "/dev/ptmx":
                 # the devpts instance's own ptmx must be the one used
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     os.unlink(name, dir_fd=dev_fd)
+                except FileNotFoundError:
+                    pass
             try:
                 os.symlink(target, name, dir_fd=dev_fd)
             except FileExistsError:

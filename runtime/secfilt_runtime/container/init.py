@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import _signal
 import _socket  # not socket.py: see sync
-import contextlib
 import errno
 import os
 
@@ -207,10 +206,12 @@ def _wait_for_start(chan: Channel) -> dict:
             # create's settings (preserve_fds) stand, whatever the peer sent
             return {**first, **msg, "fds": [], "adopted": True}
         # said, not just closed: `start` takes a silent end-of-file for a successful execve
-        with contextlib.suppress(OSError):
+        try:
             peer.send("error", message=f"start refused: peer uid {uid} is neither root nor "
                                        "the container's creator (as this user namespace maps "
                                        "them)")
+        except OSError:
+            pass
         conn.close()
 
 

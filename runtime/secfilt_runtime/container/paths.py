@@ -7,13 +7,12 @@ the O_PATH handle it returns names the very inode that was checked: mounting ont
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
 
 from .. import kernel
+from ..cleanup import Opened
 
 _IN_ROOT = kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_MAGICLINKS
 _MAX_LINKS = 40  # the kernel's own limit on symlinks followed in one lookup (MAXSYMLINKS)
@@ -53,8 +52,10 @@ def make_in_root(root_fd: int, path: str, want_dir: bool, mode: int = 0o755) -> 
     link in the image (etc/resolv.conf -> ../run/...) is created inside the root, and nothing
     planted on the way can move the creation out of it.
     """
-    with contextlib.suppress(FileNotFoundError):
+    try:
         return open_in_root(root_fd, path)
+    except FileNotFoundError:
+        pass
     stack = [os.dup(root_fd)]  # handles of the directories walked so far; [0] is the root
     try:
         todo = components(path)
@@ -70,12 +71,16 @@ def make_in_root(root_fd: int, path: str, want_dir: bool, mode: int = 0o755) -> 
                 fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
             except FileNotFoundError:
                 if todo or want_dir:
-                    with contextlib.suppress(FileExistsError):  # lost a race: use the winner
+                    try:  # lost a race: use the winner
                         os.mkdir(name, mode, dir_fd=parent)
+                    except FileExistsError:
+                        pass
                 else:
-                    with contextlib.suppress(FileExistsError):
+                    try:
                         os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY
                                          | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent))
+                    except FileExistsError:
+                        pass
                 fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
             if stat.S_ISLNK(os.fstat(fd).st_mode):
                 os.close(fd)
@@ -103,9 +108,6 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-@contextlib.contextmanager
-def opened(fd: int) -> Iterator[int]:
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+def opened(fd: int) -> Opened:
+    """`with opened(fd) as fd:` closes it when the block ends."""
+    return Opened(fd)

@@ -16,12 +16,10 @@ and PR_CAPBSET_DROP needs CAP_SETPCAP effective.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import resource
 import stat
-from collections.abc import Callable, Sequence
 
 from .. import kernel, records
 from ..errors import ConfigError, ContainerError
@@ -32,6 +30,7 @@ from . import capabilities as caps_mod
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import NoReturn
 
 # The PATH runc's default spec and Docker give a container; used when process.env has none.
@@ -413,9 +412,11 @@ def apply_identity(process: Process, before_drop: Callable[[], None] | None = No
         # only what the kernel would raise from the config's own sets (not from `extra`)
         for cap in caps_mod.names_of(masks.ambient & masks.permitted & masks.inheritable):
             # As runc: only a warning (given by check()) when the kernel refuses one.
-            with contextlib.suppress(OSError):
+            try:
                 kernel.prctl(kernel.PR_CAP_AMBIENT, kernel.PR_CAP_AMBIENT_RAISE,
                              caps_mod.CAPABILITIES[cap])
+            except OSError:
+                pass
     os.umask(DEFAULT_UMASK if user.umask is None else user.umask)
 
 

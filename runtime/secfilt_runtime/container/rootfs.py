@@ -8,7 +8,6 @@ pivot_root the host's filesystem, and its Python modules, are gone.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -536,10 +535,12 @@ def _mask(path: str, what: str) -> None:
 
 
 def _check_dev_null(what: str) -> None:
-    with contextlib.suppress(OSError):
+    try:
         st = os.stat("/dev/null")
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):
             return
+    except OSError:
+        pass
     raise ContainerError(f"{what}: cannot mask it: /dev/null is not the null device")
 
 

@@ -6,7 +6,6 @@ terminal belongs to the container; the runtime gets the master end over the sync
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import termios
@@ -28,8 +27,10 @@ def open_pty(uid: int) -> tuple[int, int]:
         ) from None
     fcntl.ioctl(master, _TIOCSPTLCK, b"\0\0\0\0")
     slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
-    with contextlib.suppress(OSError):  # uid may be unmapped; the process then sees nobody
+    try:  # uid may be unmapped; the process then sees nobody
         os.fchown(slave, uid, -1)
+    except OSError:
+        pass
     return master, slave
 
 

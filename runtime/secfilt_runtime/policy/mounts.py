@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from functools import cache
 
 from .. import kernel
 from ..container import mountinfo
@@ -213,13 +212,17 @@ def _probe(as_uid: int | None) -> str | None:
     return results.get(os.waitstatus_to_exitcode(status))
 
 
-@cache
+_availability: list[Availability] = []  # not functools.cache: ~5 ms of every `run`'s imports
+
+
 def available() -> Availability:
     """Probed once per process by really setting the layer up in a child."""
-    nobody = 65534
-    caller = _probe(None)
-    other = _probe(nobody) if os.geteuid() == 0 else caller
-    return Availability(caller, other)
+    if not _availability:
+        nobody = 65534
+        caller = _probe(None)
+        other = _probe(nobody) if os.geteuid() == 0 else caller
+        _availability.append(Availability(caller, other))
+    return _availability[0]
 
 
 def seal_cgroup_mounts() -> None:

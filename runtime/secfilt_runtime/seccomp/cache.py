@@ -11,7 +11,6 @@ of one.
 from __future__ import annotations
 
 import binascii  # base64's two calls without the module (~1 ms of imports here)
-import contextlib
 import os
 import stat
 
@@ -81,8 +80,10 @@ def _private(st: os.stat_result, kind: int) -> bool:
 def usable_dir(cache_dir: str, create: bool) -> bool:
     """Whether cache_dir is ours alone (created 0700 when asked and missing)."""
     if create:
-        with contextlib.suppress(FileExistsError):
+        try:
             os.makedirs(cache_dir, 0o700)
+        except FileExistsError:
+            pass
     try:
         st = os.lstat(cache_dir)
     except OSError:
@@ -134,5 +135,7 @@ def store(cache_dir: str, cache_key: str, entry: Entry) -> None:
         os.rename(tmp, path)
     except OSError as e:
         log.debug(f"seccomp cache {cache_dir}: not written: {e}")
-        with contextlib.suppress(OSError, UnboundLocalError):
+        try:
             os.unlink(tmp)
+        except (OSError, UnboundLocalError):
+            pass
