@@ -158,6 +158,24 @@ def test_cgroup_mount(runtime, make_bundle, cgroup_ns):
     assert out[-1] == "77"
 
 
+def test_cgroup_mount_without_limits_binds_the_container_s_own_cgroup(runtime, make_bundle):
+    # nothing needs the cgroup from the start, so the init may join it while it sets itself up:
+    # the bind under /sys/fs/cgroup must still be of the cgroup it joins, never of the one it
+    # was forked in (the runtime's: here the host's root, with cgroup.sane_behavior). A race
+    # between the two showed in about one run in six: six runs.
+    cgroup = {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+              "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+    bundle = make_bundle(["sh", "-c", "cat /sys/fs/cgroup/pids/cgroup.procs; "
+                                      "ls /sys/fs/cgroup/pids"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["mounts"] += [cgroup]
+    (bundle / "config.json").write_text(json.dumps(config))
+    for _ in range(6):
+        out = run_ok(runtime, bundle).split()
+        assert "1" in out, out  # the container's shell, pid 1 of its namespace
+        assert "cgroup.sane_behavior" not in out, out
+
+
 def test_rbind_and_propagation_flags(runtime, make_bundle, tmp_path):
     src = tmp_path / "tree"
     (src / "sub").mkdir(parents=True)

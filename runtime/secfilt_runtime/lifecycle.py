@@ -238,15 +238,18 @@ def launch(
 def _init_may_join_late(spec: Spec, plan: namespaces.NamespacePlan) -> bool:
     """Whether the init may join its cgroup after it is forked, while it sets itself up, rather
     than stage1 before: a v1 host makes the first cgroup.procs write wait for an RCU grace
-    period (~10 ms here), which then overlaps the init's own ~20 ms. Not where the cgroup must
-    hold from the start: a new cgroup namespace is rooted at the cgroup it is made in, and a
-    pids or memory limit is what the init's fork and set-up must meet (a limit too low for
-    them is reported by name only when they fail inside it)."""
+    period (5-17 ms here) unless container.attach_lock kept the fast path open, and the wait
+    then overlaps the init's own set-up. Not where the cgroup must hold from the start: a new
+    cgroup namespace is rooted at the cgroup it is made in; a cgroup mount binds the cgroup the
+    init reads in /proc/self/cgroup while it sets up (a late join let it bind the runtime's);
+    and a pids or memory limit is what the init's fork and set-up must meet (a limit too low
+    for them is reported by name only when they fail inside it)."""
     resources = spec.linux.resources
     limits = ((resources.get("pids") or {}).get("limit"),
               (resources.get("memory") or {}).get("limit"))
-    return "cgroup" not in plan.new and not any(
-        isinstance(limit, int) and limit > 0 for limit in limits)
+    return "cgroup" not in plan.new \
+        and not any(m.type in ("cgroup", "cgroup2") for m in spec.mounts) \
+        and not any(isinstance(limit, int) and limit > 0 for limit in limits)
 
 
 _STOP_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP})
