@@ -31,6 +31,7 @@ from .waitstatus import exit_code
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import _socket
+    from collections.abc import Callable
 
     from .console import Console
 
@@ -147,8 +148,11 @@ def refuse_what_is_not_applied(spec: Spec, proc: Process) -> None:
 def launch(
     spec: Spec, plan: namespaces.NamespacePlan, container_id: str, store: StateStore,
     cleanup: Cleanup, filters: seccomp.Filters | None = None,
+    on_init: Callable[[State], None] | None = None,
 ) -> Launched:
     """Create the cgroup and the init; return when the init is ready to execute the process.
+    `on_init(state)` is called as soon as the init's pid is known (state.pid), while the init
+    sets itself up.
 
     The caller must have blocked all signals (so none is lost before it can forward them).
     """
@@ -213,6 +217,9 @@ def launch(
         raise ContainerError(_why_vanished(e, stage1_child, cgroup, spec)) from None
     log.debug(f"{container_id}: init is pid {init.pid}")
     cleanup.callback(init.kill_and_reap)
+    state.pid = init.pid
+    if on_init is not None:
+        on_init(state)
     if join_late:
         # while the init sets its root up (it runs nothing of the container's before `start`)
         cgroup.add(init.pid)
@@ -377,16 +384,13 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-def attach_tracer(launched: Launched, policy: Policy | None, store: StateStore,
-                  cleanup: Cleanup) -> None:
+def attach_tracer(state: State, policy: Policy, store: StateStore, cleanup: Cleanup) -> None:
     """One tracer per container, seizing the init before it may load its filters (it loads
     them only after "start"); it serves every process of the container, `exec`'s too, through
-    its control socket in the state directory, and leaves when the last one is gone."""
-    if policy is None:
-        return
+    its control socket in the state directory, and leaves when the last one is gone. Spawned
+    while the init sets itself up (~6 ms here, off the critical path)."""
     from . import tracer
 
-    state = launched.state
     state.tracer_socket = tracer_socket_path(store, state.id)
     pid = tracer.spawn(state.pid, policy, container_id=state.id, log_path=policy.log_path,
                        control_socket=state.tracer_socket)
@@ -510,9 +514,11 @@ def _set_up(prepared: Prepared, container_id: str, store: StateStore,
     """What create and run share: the init up and seized by its tracer, the create hooks run;
     every step undone by `cleanup` unless the caller keeps the container."""
     cleanup.callback(store.remove, container_id)
+    policy = prepared.policy
     launched = launch(prepared.spec, prepared.plan, container_id, store, cleanup,
-                      prepared.filters)
-    attach_tracer(launched, prepared.policy, store, cleanup)
+                      prepared.filters,
+                      on_init=None if policy is None else (
+                          lambda state: attach_tracer(state, policy, store, cleanup)))
     run_create_hooks(launched, prepared.spec)
     return launched
 
