@@ -63,7 +63,7 @@ policies = st.builds(
 @st.composite
 def near(draw, policy: Policy) -> IPv4Address | IPv6Address:
     """An address at, inside or just outside one of the policy's networks, or anywhere."""
-    pool = [*policy.netmasks, *policy.nameservers, *decide.LOOPBACK]
+    pool = [*policy.netmasks, *policy.nameservers, *cgroup_net.LOOPBACK]
     choice = draw(st.integers(0, 3))
     if choice == 0 or not pool:
         return draw(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)))

@@ -10,11 +10,9 @@ ambiguous with the command: `secfilt --read-only true` runs true).
 from __future__ import annotations
 
 import _signal
-import contextlib
 import errno
 import os
 import sys
-from collections.abc import Callable, Sequence
 
 from . import __version__
 from .errors import SecfiltError
@@ -26,6 +24,7 @@ from .waitstatus import exit_code
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import NoReturn
 
     from .policy.cgroup_net import CommandCgroup
@@ -236,8 +235,10 @@ def _run_traced(policy: Policy, command: list[str], filters: Filters,
                                     release=release, supervised=filters.handoff is not None)
     except BaseException:
         os.close(go_w)  # the child reads EOF and exits without running the command
-        with contextlib.suppress(ChildProcessError):
+        try:
             os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
         raise
     finally:
         if supervisor is not None:
@@ -273,8 +274,10 @@ def _stderr_log() -> tuple[str, Callable[[], None]]:
 
 
 def _forward(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    try:
         os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _child(go: int, policy: Policy, filters: Filters, command: list[str],

@@ -28,13 +28,16 @@ import errno
 import os
 import struct
 import sys
-from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
 
 from ..errors import warn
 from ..records import record
-from .decide import DNS_PORT, LOOPBACK
+from .decide import DNS_PORT
 from .model import Policy
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 # include/uapi/linux/bpf.h: enum bpf_attach_type
 INET4_CONNECT, INET6_CONNECT, UDP4_SENDMSG, UDP6_SENDMSG = 10, 11, 14, 15
@@ -71,6 +74,9 @@ IPV6_ROUTING_CAPABLE = (0, 43, 60)   # hop-by-hop, routing, destination options
 
 # registers: r1 the context; the address in R_IP4 or R_W0..R_W3; the port in R_PORT
 R0, R_CTX, R_W0, R_W1, R_W2, R_W3, R_IP4, R_PORT, R_TMP = 0, 1, 2, 3, 4, 5, 6, 7, 8
+
+# what decide.is_loopback allows (ipaddress's is_loopback): a destination rule never refuses it
+LOOPBACK = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
 
 
 @record(frozen=True)

@@ -33,11 +33,14 @@ from _socket import (  # socket.py adds ~5 ms to every start; its enums only nam
     SOCK_DGRAM,
     SOCK_STREAM,
 )
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from ..records import record
 from .model import Policy
 from .sockaddr import Destination
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipaddress import IPv4Address, IPv6Address
 
 SOCK_TYPE_MASK = 0xF  # socket()'s type also carries SOCK_NONBLOCK | SOCK_CLOEXEC
 
@@ -68,7 +71,6 @@ REROUTING_CMSGS = {
     (SOL_IPV6, 57): "IPV6_RTHDR",
 }
 
-LOOPBACK = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
 DNS_PORT = 53
 
 
@@ -144,7 +146,9 @@ def destination_rule(policy: Policy) -> str:
 
 
 def is_loopback(address: IPv4Address | IPv6Address) -> bool:
-    return any(address in net for net in LOOPBACK)
+    """127.0.0.0/8 or ::1 (ipaddress's own is_loopback: this module does not import
+    ipaddress, ~3 ms with functools, which a policy without destination rules never needs)."""
+    return address.is_loopback
 
 
 def destination(policy: Policy, dest: Destination) -> Verdict:

@@ -7,11 +7,14 @@ The file is read inside the container's root (openat2 RESOLVE_IN_ROOT): images o
 from __future__ import annotations
 
 import os
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from ..container import paths
 
-Network = IPv4Network | IPv6Network
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipaddress import IPv4Network, IPv6Network
+
+    Network = IPv4Network | IPv6Network
 
 
 def parse_nameservers(text: str) -> tuple[Network, ...]:
@@ -19,6 +22,8 @@ def parse_nameservers(text: str) -> tuple[Network, ...]:
 
     Lines the C library would ignore (comments, unparsable addresses) are ignored too.
     """
+    from ipaddress import ip_address, ip_network  # ~3 ms: only allow-resolv needs it
+
     found: list[Network] = []
     for line in text.splitlines():
         words = line.split()

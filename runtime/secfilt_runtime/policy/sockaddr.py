@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import struct
 from _socket import AF_INET, AF_INET6, AF_UNSPEC  # socket.py adds ~5 ms to every start
-from ipaddress import IPv4Address, IPv6Address
 
 from ..records import record
 
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ipaddress import IPv4Address, IPv6Address
     from typing import Literal
 
     Call = Literal["connect", "send"]
@@ -46,14 +46,15 @@ class Destination:
     @property
     def judged_as(self) -> IPv4Address | IPv6Address | None:
         """The address a netmask is matched against: IPv4-mapped IPv6 is IPv4."""
-        if isinstance(self.address, IPv6Address) and self.address.ipv4_mapped is not None:
+        if self.address is not None and self.address.version == 6 \
+                and self.address.ipv4_mapped is not None:
             return self.address.ipv4_mapped
         return self.address
 
     def __str__(self) -> str:
         if self.address is None:
             return f"family {self.family}" + (" (truncated address)" if self.inet else "")
-        if isinstance(self.address, IPv6Address):
+        if self.address.version == 6:
             return f"[{self.address}]:{self.port}"
         return f"{self.address}:{self.port}"
 
@@ -79,6 +80,8 @@ def parse(raw: bytes, addrlen: int, call: Call = "send") -> Destination:
         if length < SOCKADDR_IN6_MIN_LEN:
             return Destination(AF_INET6, None, None, length, inet=True)
         port = struct.unpack_from("!H", data, 2)[0]
+        from ipaddress import IPv6Address  # here: a policy without destinations never needs it
+
         return Destination(AF_INET6, IPv6Address(data[8:24]), port, length, inet=True)
     return Destination(family, None, None, length)
 
@@ -103,5 +106,7 @@ def _inet4(data: bytes, family: int) -> Destination:
     if len(data) < SOCKADDR_IN_LEN:
         return Destination(family, None, None, len(data), inet=True)
     port = struct.unpack_from("!H", data, 2)[0]
+    from ipaddress import IPv4Address  # here: a policy without destinations never needs it
+
     return Destination(family, IPv4Address(data[4:8]), port, len(data), inet=True)
 

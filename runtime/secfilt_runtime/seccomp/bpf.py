@@ -8,7 +8,10 @@ check compiled programs without running them. Covers the instruction set seccomp
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _INSN = struct.Struct("=HBBI")
 _M32 = 0xFFFFFFFF

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import errno
 import struct
-from collections.abc import Callable
 
 from ..records import record
 from .profile import AUDIT_ARCH, Profile
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _INSN = struct.Struct("=HBBI")
 LD_W_ABS, JEQ, JGT, JSET, JA, RET = 0x20, 0x15, 0x25, 0x45, 0x05, 0x06

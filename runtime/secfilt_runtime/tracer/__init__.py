@@ -11,14 +11,16 @@ tracer attached fails the call with ENOSYS, and a task not yet seized would not 
 from __future__ import annotations
 
 import _signal
-import contextlib
 import os
-from collections.abc import Callable
 
 from .. import kernel
 from ..errors import ContainerError
 from ..policy.model import Policy
 from .loop import Tracer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["add", "spawn", "trace_child"]
 PR_GET_DUMPABLE = 3
@@ -88,8 +90,10 @@ def add(control_socket: str, pid: int) -> None:
 
 
 def _report(fd: int, text: str) -> None:
-    with contextlib.suppress(OSError):
+    try:
         os.write(fd, text.encode())
+    except OSError:
+        pass
 
 
 def _tracer_main(pid: int, policy: Policy, container_id: str, log_path: str | None,

@@ -14,17 +14,19 @@ Exit statuses are collected here too, and reach the real parent unchanged.
 from __future__ import annotations
 
 import _signal
-import contextlib
 import errno
 import os
 import struct
 import time
-from collections.abc import Callable
 
 from .. import kernel
 from ..policy.model import Policy
 from .judge import Judge
 from .log import PolicyLog
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # No PTRACE_O_TRACEEXEC: nothing the tracer keeps depends on the address space (tracer.memory
 # reads the one the task has at each stop) and an exec keeps the root (tracer.resolve.Roots),
@@ -121,8 +123,10 @@ class Tracer:
             pass  # killed while stopped (SIGKILL): its exit is reported next
         except OSError:
             # a stop that cannot be served is never resumed as if allowed: the task goes
-            with contextlib.suppress(OSError):
+            try:
                 os.kill(pid, _signal.SIGKILL)
+            except OSError:
+                pass
 
     def _other_event(self, pid: int, status: int) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):

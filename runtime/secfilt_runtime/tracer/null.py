@@ -3,10 +3,12 @@ What is left of a traced run's cost when the policy's decisions cost nothing (be
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ..errors import ContainerError
 from .loop import Tracer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def trace_child(pid: int, *, release: Callable[[], None] | None = None) -> int:
