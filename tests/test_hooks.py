@@ -82,6 +82,29 @@ echo "{phase} $(echo "$state" | sed 's/.*"status": "\\([a-z]*\\)".*/\\1/') $ns" 
 
 @needs_root
 @pytest.mark.e2e
+def test_create_hooks_run_before_pivot_root(runtime, make_bundle, rootfs, tmp_path):
+    # what GPU and network hooks do: reach root.path through the init's mount namespace and
+    # put something there. Only before pivot_root does that path exist in the namespace (the
+    # spec's createRuntime and createContainer point; prestart runs with createRuntime).
+    # prestart enters the namespace itself; createContainer runs in it.
+    prestart = script(tmp_path, "prestart", f"""read -r state
+pid=$(echo "$state" | sed 's/.*"pid": *\\([0-9]*\\).*/\\1/')
+exec nsenter -t "$pid" -m sh -c 'echo from-prestart > {rootfs}/tmp/prestart'
+""")
+    create_container = script(tmp_path, "create-container",
+                              f"echo from-createContainer > {rootfs}/tmp/createContainer\n")
+    bundle = make_bundle(["cat", "/tmp/prestart", "/tmp/createContainer"],
+                         hooks={"prestart": [{"path": prestart}],
+                                "createContainer": [{"path": create_container}]})
+    r = runtime.run(bundle)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "from-prestart\nfrom-createContainer\n"
+    # the files went to the container's /tmp (a tmpfs), not to the shared rootfs
+    assert not (rootfs / "tmp" / "prestart").exists()
+
+
+@needs_root
+@pytest.mark.e2e
 def test_every_phase_at_its_point(runtime, make_bundle, tmp_path):
     log = tmp_path / "phases"
     # startContainer's path resolves in the container: the hook lives in the rootfs's /tmp,

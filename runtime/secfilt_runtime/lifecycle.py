@@ -152,7 +152,8 @@ def launch(
 ) -> Launched:
     """Create the cgroup and the init; return when the init is ready to execute the process.
     `on_init(state)` is called as soon as the init's pid is known (state.pid), while the init
-    sets itself up.
+    sets itself up; the create hooks run when the init pauses for them, before its
+    pivot_root (spec.has_create_hooks).
 
     The caller must have blocked all signals (so none is lost before it can forward them).
     """
@@ -225,8 +226,13 @@ def launch(
         cgroup.add(init.pid)
         attach_lock.done()
     stage1_child.reap()
+    state.init_start_time = proc_start_time(init.pid) or 0
     console = None
     try:
+        if spec.has_create_hooks:
+            ours.expect("hooks", "the container init")
+            run_create_hooks(state, spec)
+            ours.send("hooks-done")
         if spec.process is not None and spec.process.terminal:
             from .console import Console
 
@@ -235,8 +241,6 @@ def launch(
         ours.expect("ready", "the container init")
     except ChildVanished as e:
         raise ContainerError(_why_vanished(e, init, cgroup, spec)) from None
-    state.pid = init.pid
-    state.init_start_time = proc_start_time(init.pid) or 0
     store.save(state)  # still "creating": the caller says when the container is created
     return Launched(state=state, channel=ours, cgroup=cgroup, init=init, console=console,
                     filters=filters)
@@ -423,20 +427,18 @@ def _kill_if_alive(pid: int, start_time: int) -> None:
     signal_if_alive(pid, start_time, _signal.SIGKILL)
 
 
-def run_create_hooks(launched: Launched, spec: Spec) -> None:
+def run_create_hooks(st: State, spec: Spec) -> None:
     """prestart and createRuntime in the runtime's namespaces, createContainer in the
     container's (executable resolved in ours first), all with the state "creating"."""
-    if not spec.hooks:
-        return
     from . import hooks as hooks_mod
 
-    state = {**launched.state.to_oci(), "status": "creating", "pid": launched.state.pid}
+    state = {**st.to_oci(), "status": "creating", "pid": st.pid}
     for phase in ("prestart", "createRuntime"):
         hooks_mod.run_phase(phase, spec.hooks, state)
     if spec.hooks.get("createContainer"):
         from . import nsjoin
 
-        joins = nsjoin.open_for(launched.state.pid, launched.state.init_start_time)
+        joins = nsjoin.open_for(st.pid, st.init_start_time)
         try:
             hooks_mod.run_phase("createContainer", spec.hooks, state,
                                 enter=lambda: nsjoin.enter_and_fork(joins), open_first=True)
@@ -519,7 +521,6 @@ def _set_up(prepared: Prepared, container_id: str, store: StateStore,
                       prepared.filters,
                       on_init=None if policy is None else (
                           lambda state: attach_tracer(state, policy, store, cleanup)))
-    run_create_hooks(launched, prepared.spec)
     return launched
 
 

@@ -124,6 +124,9 @@ class Linux:
         return None
 
 
+CREATE_HOOK_PHASES = ("prestart", "createRuntime", "createContainer")
+
+
 @record(frozen=True)
 class Spec:
     oci_version: str
@@ -137,6 +140,13 @@ class Spec:
     annotations: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def has_create_hooks(self) -> bool:
+        """Whether hooks run during create, with the container's mounts made and its root not
+        yet pivoted: the init pauses there for them (runtime-spec: createRuntime and
+        createContainer "before pivot_root"; prestart with createRuntime)."""
+        return any(self.hooks.get(phase) for phase in CREATE_HOOK_PHASES)
 
 
 def load_bundle(bundle: str, validation_cache: str | None = None) -> Spec:

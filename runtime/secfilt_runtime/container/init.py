@@ -134,7 +134,8 @@ def _init(chan: Channel, spec: Spec, filters: Filters) -> NoReturn:
         # termios is an extension module of the host's library: imported here, before
         # pivot_root, and only by a container that has a terminal
         from . import terminal
-    rootfs.prepare(spec)
+    rootfs.prepare(spec, before_pivot=(lambda: _pause_for_create_hooks(chan))
+                   if spec.has_create_hooks else None)
     system.apply(spec)
     rootfs.finalize(spec)
     policy = filters.policy
@@ -158,6 +159,14 @@ def _init(chan: Channel, spec: Spec, filters: Filters) -> NoReturn:
                   listener_path=filters.listener_path,
                   listener_metadata=filters.listener_metadata)
     confine_and_exec(spec, plan, filters, policy, int(start.get("preserve_fds", 0)))
+
+
+def _pause_for_create_hooks(chan: Channel) -> None:
+    """The runtime runs prestart, createRuntime and createContainer now: every mount made, the
+    root not yet pivoted (a hook that mounts into root.path through our mount namespace, as
+    GPU hooks do, finds it where config.json says)."""
+    chan.send("hooks")
+    chan.expect("hooks-done", "the runtime")
 
 
 def confine_and_exec(spec: Spec, plan: process.ExecPlan, filters: Filters,

@@ -19,6 +19,10 @@ from ..records import field, record
 from ..spec import Mount, Spec
 from . import cgroups, devices, mountinfo, mountopts, paths
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _CGROUP_ROOT = "/sys/fs/cgroup"
 # The only files under /proc that may be mounted over: lxcfs emulates them (runc's list).
 _PROC_MOUNTABLE = frozenset({
@@ -52,8 +56,9 @@ class _Setup:
     readonly_later: list[tuple[str, str]] = field(default_factory=list)
 
 
-def prepare(spec: Spec) -> None:
-    """Mounts, devices and pivot_root; returns with "/" the container's root."""
+def prepare(spec: Spec, before_pivot: Callable[[], None] | None = None) -> None:
+    """Mounts, devices and pivot_root; returns with "/" the container's root. `before_pivot`
+    is called with every mount made and the root not yet changed (the create hooks' point)."""
     root = spec.root.path
     # The host's own root needs no pivot: the container works on this namespace's copy of it.
     host_root = os.path.realpath(root) == "/"
@@ -94,6 +99,8 @@ def prepare(spec: Spec) -> None:
             _remount_in_root(root_fd, path, kernel.MS_RDONLY, what)
     finally:
         os.close(root_fd)
+    if before_pivot is not None:
+        before_pivot()
     if host_root:
         os.chdir("/")
     else:
