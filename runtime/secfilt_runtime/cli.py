@@ -253,7 +253,8 @@ def _run_command(command: str, p: Parsed, store: StateStore, root: str) -> int:
         lifecycle.create(os.path.abspath(str(o.get("bundle") or os.getcwd())), cid, root,
                          pid_file=o.get("pid_file"),  # type: ignore[arg-type]
                          console_socket=o.get("console_socket"),  # type: ignore[arg-type]
-                         preserve_fds=_int_option(o, "preserve_fds", "--preserve-fds"))
+                         preserve_fds=_int_option(o, "preserve_fds", "--preserve-fds"),
+                         new_keyring=not o.get("no_new_keyring"))
         return 0
     if command == "run":
         return _run(p, root)
@@ -280,8 +281,8 @@ def _run_command(command: str, p: Parsed, store: StateStore, root: str) -> int:
 
 
 def _note_accepted(o: dict[str, object]) -> None:
-    # accepted for runc compatibility: the init never joins a new session keyring, and the
-    # root is always entered with pivot_root (MS_MOVE is never needed for our mounts)
+    # accepted for runc compatibility: the root is always entered with pivot_root (MS_MOVE is
+    # never needed for our mounts); --no-new-keyring is passed on to create and run
     if o.get("no_pivot"):
         log.debug("--no-pivot: pivot_root is used regardless")
 
@@ -329,7 +330,8 @@ def _run(p: Parsed, root: str) -> int:
         lifecycle.create(os.path.abspath(str(bundle)), container_id, root,
                          pid_file=pid_file,  # type: ignore[arg-type]
                          console_socket=o.get("console_socket"),  # type: ignore[arg-type]
-                         preserve_fds=_int_option(o, "preserve_fds", "--preserve-fds"))
+                         preserve_fds=_int_option(o, "preserve_fds", "--preserve-fds"),
+                         new_keyring=not o.get("no_new_keyring"))
         from . import ops
 
         ops.start(StateStore(root), container_id)
@@ -338,7 +340,8 @@ def _run(p: Parsed, root: str) -> int:
         raise UsageError("run: --console-socket needs --detach (without it the terminal is "
                          "wired to the caller)")
     return lifecycle.run(os.path.abspath(str(bundle)), container_id, root,
-                         pid_file)  # type: ignore[arg-type]
+                         pid_file,  # type: ignore[arg-type]
+                         new_keyring=not o.get("no_new_keyring"))
 
 
 def _exec(store: StateStore, p: Parsed) -> int:

@@ -151,7 +151,8 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
     policy, saved_seccomp = confinement.from_state(st.confinement, st.id,
                                                    traced=bool(st.tracer_socket))
     spec = records.replace(spec, process=proc,
-                               linux=records.replace(spec.linux, seccomp=saved_seccomp))
+                               linux=records.replace(spec.linux, seccomp=saved_seccomp),
+                               session_keyring=st.session_keyring or None)
     refuse_what_is_not_applied(spec, proc)
     for warning in process.check(proc):
         log.warning(warning)

@@ -29,11 +29,13 @@ _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "clone": 56, "capget": 125, "capset": 126, "openat2": 437,
                "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424,
                "close_range": 436, "ioprio_set": 251, "seccomp": 317, "pidfd_getfd": 438,
-               "open_tree": 428, "move_mount": 429, "statx": 332, "clone3": 435},
+               "open_tree": 428, "move_mount": 429, "statx": 332, "clone3": 435,
+               "keyctl": 250},
     "aarch64": {"pivot_root": 41, "clone": 220, "capget": 90, "capset": 91, "openat2": 437,
                 "mount_setattr": 442, "pidfd_open": 434, "pidfd_send_signal": 424,
                 "close_range": 436, "ioprio_set": 30, "seccomp": 277, "pidfd_getfd": 438,
-                "open_tree": 428, "move_mount": 429, "statx": 291, "clone3": 435},
+                "open_tree": 428, "move_mount": 429, "statx": 291, "clone3": 435,
+                "keyctl": 219},
 }
 _MACHINE = os.uname().machine  # platform.machine() is the same, for a 3 ms import
 _NR = _SYSCALLS[_MACHINE]
@@ -387,6 +389,21 @@ CLOSE_RANGE_CLOEXEC = 1 << 2
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
     _syscall("close_range", ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags))
+
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL_SETPERM = 5
+
+
+def join_session_keyring(name: str) -> int:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING): join the keyring of that name the caller may
+    search, else a new one of that name; its serial."""
+    return _syscall("keyctl", ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), _b(name))
+
+
+def set_key_permissions(key: int, permissions: int) -> None:
+    _syscall("keyctl", ctypes.c_int(KEYCTL_SETPERM), ctypes.c_int32(key),
+             ctypes.c_uint32(permissions))
 
 
 def pidfd_open(pid: int) -> int:

@@ -49,12 +49,15 @@ class Prepared:
     filters: seccomp.Filters
 
 
-def prepare(bundle: str, root: str) -> Prepared:
+def prepare(bundle: str, root: str, session_keyring: str | None = None) -> Prepared:
     """Load and check the bundle, parse the policy, compile the filters: every refusal
-    happens here, before the state entry, cgroup or any process exists."""
+    happens here, before the state entry, cgroup or any process exists. `session_keyring`:
+    see Spec.session_keyring."""
     from .validcache import DIR_NAME
 
     spec = spec_mod.load_bundle(bundle, validation_cache=os.path.join(root, DIR_NAME))
+    if session_keyring is not None:
+        spec = records.replace(spec, session_keyring=session_keyring)
     plan = check_bundle(spec)
     policy = None
     if any(k.startswith(schema.SECFILTER_PREFIX) for k in spec.annotations):
@@ -173,6 +176,7 @@ def launch(
         hooks=spec.hooks,
         confinement=to_state(filters.policy if filters is not None else None,
                              spec.linux.seccomp),
+        session_keyring=spec.session_keyring or "",
     )
     store.save(state)  # "creating": should this process die, delete still finds what to clean
     cgroup = Cgroup.for_container(spec.linux.cgroups_path, container_id)
@@ -446,15 +450,23 @@ def run_create_hooks(st: State, spec: Spec) -> None:
             joins.close()
 
 
+def session_keyring_name(container_id: str, new_keyring: bool = True) -> str | None:
+    """The session keyring a container's processes join: a new one of runc's name, or the
+    caller's (None) with --no-new-keyring. Joining the caller's would hand the container the
+    keys of whoever ran the runtime (root's session keyring, say), as possessor."""
+    return f"_ses.{container_id}" if new_keyring else None
+
+
 def create(bundle: str, container_id: str, root: str, *, pid_file: str | None = None,
-           console_socket: str | None = None, preserve_fds: int = 0) -> None:
+           console_socket: str | None = None, preserve_fds: int = 0,
+           new_keyring: bool = True) -> None:
     """`create`: set the container up and return, its init waiting for `start`.
 
     The init is our child (stage1 clones it with CLONE_PARENT); when we exit it is
     reparented to our caller when that is a subreaper (conmon, containerd's shim), as with
     runc. It waits on start.sock in the state directory, which `start` connects to.
     """
-    prepared = prepare(bundle, root)
+    prepared = prepare(bundle, root, session_keyring_name(container_id, new_keyring))
     spec = prepared.spec
     assert spec.process is not None
     if spec.process.terminal and not console_socket:
@@ -524,9 +536,10 @@ def _set_up(prepared: Prepared, container_id: str, store: StateStore,
     return launched
 
 
-def run(bundle: str, container_id: str, root: str, pid_file: str | None = None) -> int:
+def run(bundle: str, container_id: str, root: str, pid_file: str | None = None,
+        new_keyring: bool = True) -> int:
     """`run`: create and start a container, forward signals, return its exit code."""
-    prepared = prepare(bundle, root)
+    prepared = prepare(bundle, root, session_keyring_name(container_id, new_keyring))
     spec = prepared.spec
     store = StateStore(root)
     old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)

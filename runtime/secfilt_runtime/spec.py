@@ -140,6 +140,9 @@ class Spec:
     annotations: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # not config.json's: the session keyring the container's processes join, "_ses.<id>" as
+    # runc names it, set by create and run; None keeps the caller's (--no-new-keyring)
+    session_keyring: str | None = None
 
     @property
     def has_create_hooks(self) -> bool:

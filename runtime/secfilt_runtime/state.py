@@ -94,6 +94,7 @@ _FIELDS: dict[str, Any] = {
     # the policy and linux.seccomp as create resolved them (confinement.to_state): exec confines
     # its processes by these, never by a config.json edited since
     "confinement": {},
+    "session_keyring": "",  # what exec's processes join ("": the caller's, --no-new-keyring)
 }
 
 
@@ -155,6 +156,7 @@ class State:
     tracer_socket: str
     hooks: dict[str, Any]
     confinement: dict[str, Any]
+    session_keyring: str
 
     def __init__(self, id: str, bundle: str, **fields: Any) -> None:  # noqa: A002 - runc's name
         unknown = sorted(set(fields) - set(_FIELDS))

@@ -171,9 +171,12 @@ def _pause_for_create_hooks(chan: Channel) -> None:
 
 def confine_and_exec(spec: Spec, plan: process.ExecPlan, filters: Filters,
                      policy: Policy | None, preserve_fds: int) -> NoReturn:
-    """The last steps of every container process, the init's and exec's, in this order:
-    identity, personality, Landlock, a clean slate of fds and signals, the filters, execve."""
+    """The last steps of every container process, the init's and exec's, in this order: the
+    session keyring, identity, personality, Landlock, a clean slate of fds and signals, the
+    filters, execve."""
     assert spec.process is not None
+    if spec.session_keyring:
+        process.join_session_keyring(spec.session_keyring)
     # without no_new_privs, loading the filters needs CAP_SYS_ADMIN up to the load
     process.apply_identity(spec.process, keep_sys_admin=bool(filters.programs)
                            and not spec.process.no_new_privileges)

@@ -347,6 +347,29 @@ def _drop_bounding(keep: int, last: int) -> None:
             ) from None
 
 
+# possessor: everything; its owner (the container's root before the uid changes): view, read,
+# search and link, so exec's processes, of the same owner, find it by name and join it too
+SESSION_KEYRING_PERMISSIONS = 0x3F1B0000
+
+
+def join_session_keyring(name: str) -> None:
+    """A session keyring of the container's own instead of the one inherited from whoever ran
+    the runtime, whose keys the container would possess. A kernel without keyrings (ENOSYS)
+    has nothing to share; any other failure stops the container, as runc's does."""
+    try:
+        serial = kernel.join_session_keyring(name)
+    except OSError as e:
+        if e.errno == errno.ENOSYS:
+            return
+        raise ContainerError(f"cannot join a new session keyring {name}: "
+                           f"{os.strerror(e.errno)}") from None
+    try:
+        kernel.set_key_permissions(serial, SESSION_KEYRING_PERMISSIONS)
+    except OSError as e:
+        raise ContainerError(f"cannot set the permissions of session keyring {name}: "
+                           f"{os.strerror(e.errno)}") from None
+
+
 def apply_identity(process: Process, before_drop: Callable[[], None] | None = None,
                    keep_sys_admin: bool = False) -> None:
     """Switch to the container's user, groups and capabilities (see the module docstring).
