@@ -8,7 +8,8 @@ process is on the critical path of `run`, `create` and `exec`, and comes late (a
 imports, the config and the fork). So as soon as a command knows it will make one, a thread
 moves the runtime into the cgroup it is already in (a move that changes nothing) every few
 milliseconds, until the real move is done or a deadline passes: the grace period then runs
-while the command imports and parses, instead of after.
+while the command imports and parses, instead of after. It must start early: the kernel waits
+for it holding cgroup_mutex, so the runtime's own mkdir of the container's cgroup waits too.
 
 Best effort: any error (no cgroupfs, a cgroup2 type that refuses the write) ends the thread,
 and the real move then waits as it would have.
