@@ -21,7 +21,6 @@ import os
 import posixpath
 import time
 
-from .. import kernel
 from ..errors import ConfigError, ContainerError
 from ..log import log
 from ..records import field, record
@@ -379,6 +378,9 @@ def _write(path: str, value: str) -> None:
 
 
 def host_uses_v2(root: str = CGROUP_ROOT) -> bool:
+    # here: delete, kill --all, pause and resume need no ctypes (~5 ms of imports)
+    from .. import kernel
+
     try:
         return kernel.statfs_type(root) == CGROUP2_SUPER_MAGIC
     except OSError:
