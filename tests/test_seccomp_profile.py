@@ -353,3 +353,18 @@ def test_policy_calls_newer_than_libseccomp_are_not_let_through():
         for arch in (X86_64, I386):
             assert bpf.action(bpf.run(program.bpf, bpf.seccomp_data(nr, arch))) != 0x7FFF0000
     assert bpf.run(program.bpf, bpf.seccomp_data(39, X86_64)) == 0x7FFF0000  # getpid
+
+
+def test_a_libseccomp_that_cannot_be_loaded_is_a_config_error(monkeypatch):
+    """pyseccomp raises RuntimeError("Unable to find libseccomp") at import where the library
+    is missing: the runtime names the field instead of printing a traceback."""
+    from secfilt_runtime import seccomp
+    from secfilt_runtime.seccomp.profile import parse
+
+    # as in a fresh process: the compiler module not imported yet
+    monkeypatch.delitem(sys.modules, "secfilt_runtime.seccomp.compiler", raising=False)
+    monkeypatch.delattr(seccomp, "compiler", raising=False)
+    monkeypatch.setitem(sys.modules, "pyseccomp", None)  # importing it raises ImportError
+    profile = parse({"defaultAction": "SCMP_ACT_ALLOW"})
+    with pytest.raises(ConfigError, match=r"^linux.seccomp: libseccomp is needed .*pyseccomp"):
+        seccomp.compile_entry(profile, None, False)

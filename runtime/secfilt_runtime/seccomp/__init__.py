@@ -169,7 +169,13 @@ def _compile_cached(profile: Profile | None, pol: Profile | None, listener: bool
 
 
 def compile_entry(profile: Profile | None, pol: Profile | None, listener: bool) -> cache.Entry:
-    from . import cache, compiler, loader  # libseccomp only on a cache miss
+    from . import cache, loader
+
+    try:
+        from . import compiler  # libseccomp only on a cache miss
+    except (ImportError, OSError, RuntimeError) as e:  # pyseccomp: "Unable to find libseccomp"
+        raise ConfigError(f"linux.seccomp: libseccomp is needed to compile the filters and "
+                          f"pyseccomp cannot load it: {e}") from None
 
     programs: list[tuple[str, bytes, int]] = []
     skipped: tuple[str, ...] = ()
