@@ -113,6 +113,8 @@ def test_container_with_a_linked_allow_write_writes_nowhere_else(runtime, make_b
     got = _verdicts(r.stdout)
     assert got["allowed"] == 0, (r.stdout, r.stderr)
     assert got["link"] != 0 and got["target"] != 0, (r.stdout, r.stderr)
+    assert f"org.secfilter.allow-write: {TREE}/link is reached through a symlink here; it " \
+        "stays read-only" in r.stderr, r.stderr  # said, not silently narrowed
     assert (tree / "forbidden" / "victim").read_text() == "victim\n"
     assert sorted(p.name for p in (tree / "forbidden").iterdir()) == ["victim"]
     # the fixture checks that no state entry, mount or cgroup is left

@@ -21,7 +21,7 @@ import stat
 
 from .. import kernel
 from ..container import mountinfo
-from ..errors import SecfiltError
+from ..errors import SecfiltError, warn
 from ..records import record
 
 CAP_SYS_ADMIN = 21
@@ -58,8 +58,12 @@ def freeze(allow_write: tuple[str, ...], *, write_source: str, read_only_source:
                 where = kernel.openat2(-100, path, os.O_PATH | os.O_CLOEXEC,
                                        resolve=kernel.RESOLVE_NO_SYMLINKS)
             except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES):
-                    continue  # nothing, a link, or out of the user's reach: it stays read-only
+                if e.errno == errno.ELOOP:
+                    warn(f"{write_source}: {path} is reached through a symlink here; it stays "
+                         "read-only (name the link's target to allow writes there)")
+                    continue
+                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+                    continue  # nothing there, or out of the user's reach: it stays read-only
                 raise _err(write_source, f"open {path}", e) from None
             if _is_ptmx(where):
                 # the kernel finds a ptmx's devpts as "pts" next to it, which a mount of the
