@@ -114,13 +114,14 @@ class _Unprintable(Exception):
 
 
 def test_the_init_words_an_internal_error_as_traceback_does() -> None:
-    """container.init reports an unexpected exception without the traceback module."""
-    from secfilt_runtime.container import init
+    """The init (container.confine) reports an unexpected exception without the traceback
+    module."""
+    from secfilt_runtime.container import confine
 
     for exc in (ValueError("bad value"), KeyError("process"), AssertionError(),
                 records.FrozenRecordError("frozen"), _Unprintable()):
         expected = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        assert init._exception_only(exc) == expected
+        assert confine._exception_only(exc) == expected
 
 
 # --- what each path imports ------------------------------------------------------------------

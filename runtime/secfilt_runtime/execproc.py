@@ -25,7 +25,7 @@ from . import spec as spec_mod
 from .cleanup import Cleanup
 from .container import attach_lock, process, terminal
 from .container.cgroups import Cgroup
-from .container.init import _fail, confine_and_exec
+from .container.confine import _fail, confine_and_exec
 from .errors import ConfigError, ContainerError, StateError
 from .lifecycle import (
     _ALL_SIGNALS,

@@ -17,7 +17,6 @@ from . import spec as spec_mod
 from .cleanup import Cleanup
 from .container import attach_lock, namespaces, process, system
 from .container.cgroups import UNIFIED, Cgroup
-from .container.init import stage1_main
 from .errors import ConfigError, ContainerError
 from .log import log, utc_now
 from .policy.model import Policy
@@ -198,6 +197,8 @@ def launch(
     ours, theirs = Channel.pair()
     ours.while_waiting = _stop_if_told
     cleanup.callback(ours.close)
+    from .container.init import stage1_main  # the set-up's modules: not exec's or delete's
+
     stage1 = os.fork()
     if stage1 == 0:
         ours.close()
