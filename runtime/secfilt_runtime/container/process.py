@@ -362,12 +362,12 @@ def join_session_keyring(name: str) -> None:
         if e.errno == errno.ENOSYS:
             return
         raise ContainerError(f"cannot join a new session keyring {name}: "
-                           f"{os.strerror(e.errno)}") from None
+                             f"{os.strerror(e.errno)}") from None
     try:
         kernel.set_key_permissions(serial, SESSION_KEYRING_PERMISSIONS)
     except OSError as e:
         raise ContainerError(f"cannot set the permissions of session keyring {name}: "
-                           f"{os.strerror(e.errno)}") from None
+                             f"{os.strerror(e.errno)}") from None
 
 
 def apply_identity(process: Process, before_drop: Callable[[], None] | None = None,
