@@ -1,7 +1,7 @@
 """container.attach_lock: the runtime keeps the kernel's cgroup-migration fast path open by
-moving itself into its own cgroup. Which directory is "its own" (pure), and, end to end, that
-the runtime stays where it was started and the warming thread is gone once the container
-runs."""
+moving itself into its own cgroup. Which directory is "its own" (cgroups.own_dirs, pure, which
+secfilt's cgroup2 directory comes from too), and, end to end, that the runtime stays where it
+was started and the warming thread is gone once the container runs."""
 
 from __future__ import annotations
 
@@ -12,8 +12,13 @@ import uuid
 
 import pytest
 
-from secfilt_runtime.container.attach_lock import own_cgroup_dirs
-from secfilt_runtime.container.cgroups import UNIFIED, Cgroup, Hierarchy, parse_proc_cgroup
+from secfilt_runtime.container.cgroups import (
+    UNIFIED,
+    Cgroup,
+    Hierarchy,
+    own_dirs,
+    parse_proc_cgroup,
+)
 
 from conftest import needs_root
 
@@ -26,14 +31,15 @@ def test_own_dirs_are_the_cgroups_the_mounts_show():
         UNIFIED: Hierarchy(UNIFIED, "/sys/fs/cgroup/unified", "/"),
     }
     own = {"pids": "/a/b", "memory": "/outer/me", "cpu": "/elsewhere", UNIFIED: "/"}
-    assert own_cgroup_dirs(hierarchies, own) == [
-        "/sys/fs/cgroup/pids/a/b", "/mnt/mem/me", "/sys/fs/cgroup/unified"]
+    assert own_dirs(hierarchies, own) == {
+        "pids": "/sys/fs/cgroup/pids/a/b", "memory": "/mnt/mem/me",
+        UNIFIED: "/sys/fs/cgroup/unified"}
     # a mount of the very cgroup, and a prefix that is not a parent
-    assert own_cgroup_dirs({"memory": Hierarchy("memory", "/m", "/outer")},
-                           {"memory": "/outer"}) == ["/m"]
-    assert own_cgroup_dirs({"memory": Hierarchy("memory", "/m", "/outer")},
-                           {"memory": "/outerx"}) == []
-    assert own_cgroup_dirs(hierarchies, {}) == []
+    assert own_dirs({"memory": Hierarchy("memory", "/m", "/outer")},
+                    {"memory": "/outer"}) == {"memory": "/m"}
+    assert own_dirs({"memory": Hierarchy("memory", "/m", "/outer")},
+                    {"memory": "/outerx"}) == {}
+    assert own_dirs(hierarchies, {}) == {}
 
 
 def _cgroups_of(pid: int) -> dict[str, str]:

@@ -30,28 +30,9 @@ DEADLINE_S = 2.0   # a command that never makes its move stops warming anyway
 _stop: list[bool] = []
 
 
-def own_cgroup_dirs(hierarchies: dict[str, cgroups.Hierarchy], own: dict[str, str]
-                    ) -> list[str]:
-    """This process's cgroup directory in each hierarchy whose mount shows it (pure): a path
-    outside the mount's root is skipped, as writing below the mount would move us."""
-    dirs = []
-    for key, h in hierarchies.items():
-        path = own.get(key)
-        if path is not None and (h.root == "/" or path == h.root
-                                 or path.startswith(h.root + "/")):
-            dirs.append(cgroups.hierarchy_dir(h, "", path))
-    return dirs
-
-
 def own_procs_file() -> str | None:
     """cgroup.procs of the cgroup this process is in, in the first hierarchy that shows it."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            own = cgroups.parse_proc_cgroup(f.read())
-        dirs = own_cgroup_dirs(cgroups.discover(), own)
-    except OSError:
-        return None
-    for d in dirs:
+    for d in cgroups.own_dirs_now().values():
         procs = os.path.join(d, "cgroup.procs")
         if os.path.exists(procs):
             return procs

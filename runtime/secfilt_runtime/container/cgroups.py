@@ -107,6 +107,15 @@ def parse_proc_cgroup(text: str) -> dict[str, str]:
     return out
 
 
+def own_dirs(hierarchies: dict[str, Hierarchy], own: dict[str, str]) -> dict[str, str]:
+    """Hierarchy key -> this process's cgroup directory, for each hierarchy whose mount shows
+    it (`own`: parse_proc_cgroup's). A path outside the mount's root is left out: joined below
+    the mount it would name another cgroup."""
+    return {key: hierarchy_dir(h, "", path) for key, h in hierarchies.items()
+            if (path := own.get(key)) is not None
+            and (h.root == "/" or path == h.root or path.startswith(h.root + "/"))}
+
+
 def clean_path(path: str) -> str:
     """Lexically clean a cgroup path so ".." can never climb above where it is joined."""
     if path.startswith("/"):
@@ -389,6 +398,15 @@ def host_uses_v2(root: str = CGROUP_ROOT) -> bool:
 
 def discover() -> dict[str, Hierarchy]:
     return parse_mountinfo(_read("/proc/self/mountinfo"))
+
+
+def own_dirs_now() -> dict[str, str]:
+    """own_dirs of the calling process, as the mounts and /proc/self/cgroup show it now ({}
+    where they cannot be read)."""
+    try:
+        return own_dirs(discover(), parse_proc_cgroup(_read("/proc/self/cgroup")))
+    except OSError:
+        return {}
 
 
 @record

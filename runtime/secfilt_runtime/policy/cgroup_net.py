@@ -482,19 +482,6 @@ def remove_stale(base: str) -> None:
 def own_cgroup2_dir() -> str | None:
     """The calling process's directory in the cgroup2 hierarchy, None without one (or when no
     mount of it shows that directory)."""
-    import posixpath
-
     from ..container import cgroups
 
-    mount = cgroups.discover().get(cgroups.UNIFIED)
-    if mount is None:
-        return None
-    try:
-        with open("/proc/self/cgroup") as f:
-            own = cgroups.parse_proc_cgroup(f.read()).get(cgroups.UNIFIED)
-    except OSError:
-        return None
-    if own is None or not (own == mount.root or own.startswith(mount.root.rstrip("/") + "/")):
-        return None
-    return posixpath.normpath(posixpath.join(mount.mountpoint,
-                                             posixpath.relpath(own, mount.root)))
+    return cgroups.own_dirs_now().get(cgroups.UNIFIED)
