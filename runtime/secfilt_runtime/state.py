@@ -20,6 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .cleanup import Opened
+
 DEFAULT_ROOT = "/run/secfilt-runtime"
 # tracer sockets whose path under --root would not fit in sun_path (see lifecycle)
 SHORT_SOCKET_DIR = "/run/secfilt-runtime-sockets"
@@ -266,9 +268,11 @@ class StateStore:
         except FileNotFoundError:
             return []
 
-    def locked(self, container_id: str) -> Locked:
+    def locked(self, container_id: str) -> Opened:
         """Serialise lifecycle operations on one container (flock on its directory), for the
         `with` block this is used in."""
+        from .cleanup import Opened  # here: `state`, the engines' hot path, takes no lock
+
         try:
             fd = os.open(self._dir(container_id), os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
@@ -280,7 +284,7 @@ class StateStore:
         except BaseException:
             os.close(fd)
             raise
-        return Locked(fd)
+        return Opened(fd)  # closing the directory releases the lock
 
 
 class Reserved:
@@ -296,15 +300,3 @@ class Reserved:
         if exc_type is not None:
             remove_tree(self.path)
 
-
-class Locked:
-    """The flock on a container's directory, released (closed) when the `with` block ends."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        os.close(self.fd)

@@ -108,6 +108,4 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def opened(fd: int) -> Opened:
-    """`with opened(fd) as fd:` closes it when the block ends."""
-    return Opened(fd)
+opened = Opened  # `with opened(fd) as fd:` closes it when the block ends
