@@ -23,7 +23,7 @@ import os
 from . import confinement, jsonio, kernel, nsjoin, records, seccomp
 from . import spec as spec_mod
 from .cleanup import Cleanup
-from .container import attach_lock, process, terminal
+from .container import process, terminal
 from .container.cgroups import Cgroup
 from .container.confine import _fail, confine_and_exec
 from .errors import ConfigError, ContainerError, StateError
@@ -174,9 +174,7 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
             joins.close()
             stage1 = Child(first)
             cleanup.callback(stage1.kill_and_reap)
-            cleanup.callback(attach_lock.done)
             cgroup.add(first)
-            attach_lock.done()
             try:
                 ours.send_go()
                 child = Child(ours.expect("pid", "exec's stage1")["pid"])

@@ -15,7 +15,7 @@ import time
 from . import records, schema, seccomp, signals
 from . import spec as spec_mod
 from .cleanup import Cleanup
-from .container import attach_lock, namespaces, process, system
+from .container import namespaces, process, system
 from .container.cgroups import UNIFIED, Cgroup
 from .errors import ConfigError, ContainerError
 from .log import log, utc_now
@@ -207,11 +207,9 @@ def launch(
     stage1_child = Child(stage1)
     cleanup.callback(stage1_child.kill_and_reap)
 
-    cleanup.callback(attach_lock.done)
     join_late = _init_may_join_late(spec, plan)
     if not join_late:
         cgroup.add(stage1)  # stage1, then the init it forks, are in the cgroup from the start
-        attach_lock.done()
     try:
         ours.send_go()
         if plan.new_user:
@@ -229,7 +227,6 @@ def launch(
     if join_late:
         # while the init sets its root up (it runs nothing of the container's before `start`)
         cgroup.add(init.pid)
-        attach_lock.done()
     stage1_child.reap()
     state.init_start_time = proc_start_time(init.pid) or 0
     console = None

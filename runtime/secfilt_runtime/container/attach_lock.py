@@ -57,7 +57,7 @@ def warm() -> None:
 
 
 def done() -> None:
-    """The real move is made: let the thread end."""
+    """The real move is made (Cgroup.add calls this): let the thread end."""
     if _stop:
         _stop[0] = True
 

@@ -538,12 +538,18 @@ class Cgroup:
             d = os.path.join(d, part)
 
     def add(self, pid: int) -> None:
-        for d in self._dirs():
-            try:
-                _write(os.path.join(d, "cgroup.procs"), str(pid))
-            except OSError as e:
-                raise ContainerError(f"cgroup: cannot add pid {pid} to {d}: {e.strerror}") \
-                    from None
+        try:
+            for d in self._dirs():
+                try:
+                    _write(os.path.join(d, "cgroup.procs"), str(pid))
+                except OSError as e:
+                    raise ContainerError(f"cgroup: cannot add pid {pid} to {d}: {e.strerror}") \
+                        from None
+        finally:
+            # the move a command warmed the migration lock for is made: the warming stops
+            from . import attach_lock  # it imports this module
+
+            attach_lock.done()
 
     # -- resources --
 
