@@ -132,6 +132,35 @@ def test_sockaddr_race(mode: str, peer: Peer, tmp_path: Path, request) -> None:
     assert peer.received(ALLOWED_PEER), f"not one datagram reached the allowed peer:\n{out}"
 
 
+# a socket the destination rules refuse (policy.filter: socket_rules), which the baseline can
+# make: a packet socket needs CAP_NET_RAW, which root's secfilt has and a container has not;
+# a vsock socket needs no privilege (but a kernel with vsock)
+RACED_SOCKETS = {"secfilt": (17, 2), "container": (40, 1)}  # (AF_PACKET, SOCK_DGRAM), AF_VSOCK
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_socket_family_race_through_i386_socketcall(mode: str, tmp_path: Path, request) -> None:
+    """socketcall(SOCKET)'s family and type are in memory, where BPF cannot see them: the
+    tracer judged its copy and the kernel read the block again, which a thread had rewritten
+    to a family the filter refuses for the direct call (a packet socket sends past every
+    destination check). The tracer now makes the allowed call the direct one, with what it
+    judged in the registers."""
+    family, type_ = RACED_SOCKETS[mode]
+    args = ("int80", "socket_race", str(family), str(type_), RACE_SECONDS)
+    out = runner_for(mode, Tree.make(tmp_path), request).run("entry", *args, policy=None)
+    if out.returncode != 0 and mode == "container":
+        pytest.skip(f"no vsock socket here to race for:\n{out}")
+    assert out.returncode == 0, f"the race does not work without a policy:\n{out}"
+    out = runner_for(mode, Tree.make(tmp_path), request).run("entry", *args,
+                                                             policy=NET_POLICY)
+    assert "socket_race: blocked" in out.stdout, f"BYPASS ({mode}):\n{out}"
+    assert "refused" in out.stdout and " 0 refused" not in out.stdout, str(out)
+    # the rewritten call returns to a process whose registers are as int 0x80 leaves them
+    out = runner_for(mode, Tree.make(tmp_path), request).run(
+        "entry", "int80", "socketcall_regs", "x", policy=NET_POLICY)
+    assert out.returncode == 0, f"socketcall changed the caller's registers:\n{out}"
+
+
 # The kernel's half of the destination rules is a set of programs on a cgroup (the container's,
 # or the one secfilt makes for its command). A process that could write another cgroup's
 # cgroup.procs would leave them behind: here the container can write the host's cgroup2 root (a

@@ -528,6 +528,7 @@ def landlock_restrict_self(ruleset_fd: int) -> None:
 # ---- ptrace(2), waitpid(2), process_vm_readv(2): the tracer's calls -----------------------------
 
 PTRACE_CONT = 7
+PTRACE_SYSCALL = 24
 PTRACE_GETREGS = 12
 PTRACE_SETREGS = 13
 PTRACE_GETEVENTMSG = 0x4201
@@ -535,8 +536,10 @@ PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
 PTRACE_GET_SYSCALL_INFO = 0x420E
+PTRACE_SYSCALL_INFO_EXIT = 2
 PTRACE_SYSCALL_INFO_SECCOMP = 3
 
+PTRACE_O_TRACESYSGOOD = 0x1
 PTRACE_O_TRACEFORK = 0x2
 PTRACE_O_TRACEVFORK = 0x4
 PTRACE_O_TRACECLONE = 0x8
@@ -591,6 +594,11 @@ def ptrace_seize(pid: int, options: int) -> None:
 
 def ptrace_cont(pid: int, sig: int = 0) -> None:
     ptrace(PTRACE_CONT, pid, 0, sig)
+
+
+def ptrace_syscall(pid: int, sig: int = 0) -> None:
+    """Resume to the next syscall stop: from a seccomp stop, the exit of that call."""
+    ptrace(PTRACE_SYSCALL, pid, 0, sig)
 
 
 def ptrace_listen(pid: int) -> None:

@@ -1,12 +1,19 @@
 /* Other doors into the kernel: the i386 entry (`int 0x80`, i386 numbers, 32-bit pointers) and
  * x32 (nr | 0x40000000) from an x86_64 process.  `entry int80 OP PATH [PATH2]`,
- * `entry int80 connect|socketcall|sendto ADDR PORT`, `entry x32 open PATH`. */
+ * `entry int80 connect|socketcall|sendto ADDR PORT`, `entry x32 open PATH`,
+ * `entry int80 socket_race FAMILY TYPE SECONDS`: a thread flips socketcall(SOCKET)'s argument
+ * block in memory between (AF_INET, SOCK_DGRAM) and (FAMILY, TYPE) while the main thread makes
+ * the call; got through when a socket of FAMILY and TYPE comes back. `entry int80
+ * socketcall_regs x`: exit 0 when socketcall(SOCKET) kept every register but eax. */
 #include "common.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* i386 numbers (arch/x86/entry/syscalls/syscall_32.tbl) */
 enum {
@@ -117,6 +124,86 @@ static int net_op(const char *op, const char *addr, int port)
     return SETUP;
 }
 
+static volatile unsigned *race_block;
+static unsigned race_family, race_type;
+static atomic_int race_stop;
+
+static void *flip_block(void *unused)
+{
+    (void)unused;
+    /* one 8-byte store flips family and type together: the kernel never reads a torn pair */
+    volatile unsigned long *pair = (volatile unsigned long *)race_block;
+    unsigned long allowed = AF_INET | (unsigned long)SOCK_DGRAM << 32;
+    unsigned long wanted = race_family | (unsigned long)race_type << 32;
+    for (unsigned i = 0; !atomic_load(&race_stop); i++)
+        *pair = i & 1 ? wanted : allowed;
+    return NULL;
+}
+
+static int socket_race(int family, int type, int seconds)
+{
+    race_block = (unsigned *)(low + 4096);
+    race_block[0] = AF_INET, race_block[1] = SOCK_DGRAM, race_block[2] = 0;
+    race_family = (unsigned)family, race_type = (unsigned)type;
+    pthread_t flipper;
+    if (pthread_create(&flipper, NULL, flip_block, NULL))
+        die_setup("pthread_create");
+    time_t end = time(NULL) + seconds;
+    long tries = 0, refused = 0;
+    int got = 0;
+    while (!got && time(NULL) < end) {
+        long fd = sys_result(int80(I386_SOCKETCALL, 1 /* SYS_SOCKET */, (long)race_block, 0, 0));
+        tries++;
+        if (fd < 0) {
+            refused++;
+            continue;
+        }
+        int domain = 0, stype = 0;
+        socklen_t n = sizeof domain;
+        getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &domain, &n);
+        n = sizeof stype;
+        getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &stype, &n);
+        got = domain == family && stype == type;
+        close((int)fd);
+    }
+    atomic_store(&race_stop, 1);
+    pthread_join(flipper, NULL);
+    printf("socketcall(SOCKET) race: %ld tries, %ld refused\n", tries, refused);
+    if (got) {
+        printf("socket_race: got through: a socket of family %d type %d\n", family, type);
+        return GOT_THROUGH;
+    }
+    printf("socket_race: blocked\n");
+    return BLOCKED;
+}
+
+/* int 0x80 changes eax alone: socketcall(SOCKET) made under a tracer that rewrites it into the
+ * direct call must leave the other registers as they were */
+static int socketcall_regs(void)
+{
+    unsigned *blk = (unsigned *)(low + 8192);
+    blk[0] = AF_INET, blk[1] = SOCK_DGRAM, blk[2] = 0;
+    register long rax __asm__("rax") = I386_SOCKETCALL;
+    register long rbx __asm__("rbx") = 1 /* SYS_SOCKET */;
+    register long rcx __asm__("rcx") = (long)blk;
+    register long rdx __asm__("rdx") = 0x1111;
+    register long rsi __asm__("rsi") = 0x2222;
+    register long rdi __asm__("rdi") = 0x3333;
+    register long r12 __asm__("r12");
+    __asm__ volatile("push %%rbp\n\tmov $0x4444, %%rbp\n\tint $0x80\n\t"
+                     "mov %%rbp, %%r12\n\tpop %%rbp"
+                     : "+r"(rax), "+r"(rbx), "+r"(rcx), "+r"(rdx), "+r"(rsi), "+r"(rdi),
+                       "=r"(r12)
+                     :
+                     : "memory", "r8", "r9", "r10", "r11");
+    printf("socketcall_regs: eax %ld ebx %#lx ecx %s edx %#lx esi %#lx edi %#lx ebp %#lx\n",
+           rax, rbx, rcx == (long)blk ? "kept" : "changed", rdx, rsi, rdi, r12);
+    if (rax < 0)
+        return SETUP;
+    return rbx == 1 && rcx == (long)blk && rdx == 0x1111 && rsi == 0x2222 && rdi == 0x3333 &&
+           r12 == 0x4444 ? GOT_THROUGH : BLOCKED;
+}
+
 int main(int argc, char **argv)
 {
     need_args(argc, argv, 4, "entry int80|x32 OP ARGS...");
@@ -137,6 +224,12 @@ int main(int argc, char **argv)
         return SETUP;
     }
     const char *op = argv[2];
+    if (strcmp(op, "socketcall_regs") == 0)
+        return socketcall_regs();
+    if (strcmp(op, "socket_race") == 0) {
+        need_args(argc, argv, 6, "entry int80 socket_race FAMILY TYPE SECONDS");
+        return socket_race(atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    }
     if (strcmp(op, "connect") == 0 || strncmp(op, "socketcall_", 11) == 0) {
         need_args(argc, argv, 5, "entry int80 connect ADDR PORT");
         return net_op(op, argv[3], atoi(argv[4]));

@@ -54,6 +54,9 @@ class Decision:
     log: bool = False                      # a policy denial (or would-be denial in audit)
     syscall: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # an allowed i386 socketcall made into the direct call it stands for: (i386 number, the
+    # six arguments as judged), put in the registers (tracer.loop)
+    direct: tuple[int, tuple[int, ...]] | None = None
 
 
 ALLOWED = Decision(True)
@@ -144,9 +147,11 @@ class Judge:
         if refused is not None:
             return self._audited(self._refused(refused, args))
         entry = table.get(nr)
+        socketcall = False
         try:
             if compat and nr == syscalls.SOCKETCALL_NR_I386:
                 entry, args = self._socketcall(tid, args)
+                socketcall = entry is not None
             if entry is None:
                 # no rule of the policy is about this call: a stop of the process's own filter
                 return ALLOWED
@@ -156,10 +161,14 @@ class Judge:
         except Fails as e:
             decision = Decision(False, e.errno, reason=str(e))
         if decision is ALLOWED:
-            return decision  # shared: never annotated
+            # shared: never annotated
+            return self._direct(entry, args) if socketcall else decision  # type: ignore[arg-type]
         if entry is not None:  # None: socketcall's argument block could not be read
             decision.syscall = entry.name
-        return self._audited(decision)
+        decision = self._audited(decision)
+        if socketcall and decision.allowed:
+            decision.direct = self._direct(entry, args).direct  # type: ignore[arg-type]
+        return decision
 
     def _refused(self, refused: Covered, args: list[int]) -> Decision:
         """An outright refusal of the filter, sent here only to be logged."""
@@ -172,6 +181,15 @@ class Judge:
                 and decision.rule != HARDENING_RULE:
             decision.allowed = True
         return decision
+
+    @staticmethod
+    def _direct(entry: Syscall, args: list[int]) -> Decision:
+        """An allowed socketcall, to be made as the direct i386 call with the arguments judged
+        here. Left as it is, the kernel would read the argument block from memory again after
+        the stop, where another thread may have rewritten it (a family or type the filter
+        refuses for the direct call, a protocol, a socket): the registers cannot change under
+        it, and seccomp checks the new call against every filter again."""
+        return Decision(True, direct=(syscalls.NUMBERS[entry.name][1], tuple(args)))
 
     def _socketcall(self, tid: int, args: list[int]) -> tuple[Syscall | None, list[int]]:
         call = args[0]

@@ -7,7 +7,10 @@ killed if the tracer dies (EXITKILL: fail closed). Stops:
   orig_rax = -1 (skip) and rax = -errno in one SETREGS;
 - group-stop (SIGSTOP, SIGTSTP, ...): PTRACE_LISTEN, so the task stays stopped as it should;
 - signal-delivery-stop: the signal is re-injected;
-- other ptrace events (the auto-attach stop of a new task, fork/clone events): resumed.
+- other ptrace events (the auto-attach stop of a new task, fork/clone events): resumed;
+- syscall-exit-stop: only after an i386 socketcall made into its direct call (judge.Decision
+  .direct), whose arguments took registers that int 0x80 otherwise preserves: they are put
+  back, the call's result kept.
 Exit statuses are collected here too, and reach the real parent unchanged.
 """
 
@@ -32,9 +35,12 @@ if TYPE_CHECKING:
 # reads the one the task has at each stop) and an exec keeps the root (tracer.resolve.Roots),
 # so an exec stop would only cost a round trip per process started. Under PTRACE_SEIZE, which
 # auto-attached tasks inherit, an exec then sends no SIGTRAP either.
+# TRACESYSGOOD: the one syscall stop the tracer asks for (the exit of a rewritten call) is
+# then told from a SIGTRAP the process got, and PTRACE_GET_SYSCALL_INFO describes it.
 OPTIONS = (kernel.PTRACE_O_TRACESECCOMP | kernel.PTRACE_O_TRACEFORK
            | kernel.PTRACE_O_TRACEVFORK | kernel.PTRACE_O_TRACECLONE
-           | kernel.PTRACE_O_EXITKILL)
+           | kernel.PTRACE_O_EXITKILL | kernel.PTRACE_O_TRACESYSGOOD)
+_SYSCALL_STOP = _signal.SIGTRAP | 0x80
 _GROUP_STOP_SIGNALS = frozenset({_signal.SIGSTOP, _signal.SIGTSTP, _signal.SIGTTIN,
                                  _signal.SIGTTOU})
 _NEW_TASK_EVENTS = frozenset({kernel.PTRACE_EVENT_FORK, kernel.PTRACE_EVENT_VFORK,
@@ -70,6 +76,9 @@ class Tracer:
         self.statuses: dict[int, int] = {}   # exit statuses of the pids someone asked for
         self.watch: set[int] = set()
         self.pending: Callable[[], None] | None = None  # run when a wait is interrupted
+        # tasks resumed to the exit of a rewritten call -> their registers (orig_rax, rbx, rcx,
+        # rdx, rsi, rdi, rbp) as the process had them
+        self.restores: dict[int, tuple[int, ...]] = {}
         self._info = kernel.SyscallInfo()
         self._stop = kernel.PtraceStop(self._info)
         self._regs = kernel.UserRegs()
@@ -115,8 +124,10 @@ class Tracer:
             if status >> 16 == kernel.PTRACE_EVENT_SECCOMP:
                 # the commonest event first (the status of a stop by construction)
                 self.tasks.add(pid)
-                self._seccomp(pid)
-                self._stop.cont(pid)
+                if self._seccomp(pid):
+                    kernel.ptrace_syscall(pid)
+                else:
+                    self._stop.cont(pid)
             else:
                 self._other_event(pid, status)
         except ProcessLookupError:
@@ -131,6 +142,7 @@ class Tracer:
     def _other_event(self, pid: int, status: int) -> None:
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             self.tasks.discard(pid)
+            self.restores.pop(pid, None)
             if self.judge is not None:
                 self.judge.forget(pid)  # its id may come back as another task's
             if pid in self.watch:
@@ -141,6 +153,10 @@ class Tracer:
         self.tasks.add(pid)  # a new task may report before its parent's fork event
         sig = os.WSTOPSIG(status)
         event = status >> 16
+        if sig == _SYSCALL_STOP and not event:
+            if pid not in self.restores or not self._restored(pid):
+                kernel.ptrace_cont(pid, 0)  # not a signal: never delivered
+            return
         if event in _NEW_TASK_EVENTS:
             self.tasks.add(kernel.ptrace_geteventmsg(pid))
             kernel.ptrace_cont(pid, 0)
@@ -154,9 +170,25 @@ class Tracer:
         else:
             kernel.ptrace_cont(pid, sig)  # signal-delivery-stop: deliver it
 
-    def _seccomp(self, tid: int) -> None:
+    def _restored(self, pid: int) -> bool:
+        """At the syscall-exit-stop of a rewritten call: the process's registers back (the
+        result in rax kept; orig_rax too, so that a call the kernel restarts after a signal is
+        the socketcall again, judged again), and resumed. False for any other stop."""
+        self._stop.syscall_info(pid)
+        if self._info.op != kernel.PTRACE_SYSCALL_INFO_EXIT:
+            return False
+        regs = self._regs
+        kernel.ptrace_getregs(pid, regs)
+        (regs.orig_rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi,
+         regs.rbp) = self.restores.pop(pid)
+        kernel.ptrace_setregs(pid, regs)
+        kernel.ptrace_cont(pid, 0)
+        return True
+
+    def _seccomp(self, tid: int) -> bool:
+        """Serve the stop; True when the call was rewritten (resume it to its exit)."""
         if self.judge is None:
-            return
+            return False
         self._stop.syscall_info(tid)
         op, arch, _ip, _sp, nr, *args, data = _INFO.unpack_from(self._info)
         try:
@@ -178,6 +210,17 @@ class Tracer:
             regs.orig_rax = _SKIP
             regs.rax = (-err) & _SKIP
             kernel.ptrace_setregs(tid, regs)
+        elif decision.direct is not None:
+            # the i386 entry reads its arguments from ebx, ecx, edx, esi, edi, ebp
+            regs = self._regs
+            kernel.ptrace_getregs(tid, regs)
+            self.restores[tid] = (regs.orig_rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi,
+                                  regs.rdi, regs.rbp)
+            regs.orig_rax, values = decision.direct
+            regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp = values
+            kernel.ptrace_setregs(tid, regs)
+            return True
+        return False
 
 
 def tgid_of(tid: int) -> int:
