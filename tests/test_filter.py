@@ -129,7 +129,7 @@ def test_compiles_for_both_architectures(policy: Policy) -> None:
 def test_source_routing_options_are_denied_in_bpf() -> None:
     profile = policy_filter.build(Policy(no_outbound_network=True))
     pairs = {tuple(a.value_two for a in r.args) for r in rules_for(profile, "setsockopt")}
-    assert pairs == {(0, 4), (41, 57), (41, 5), (41, 6)}
+    assert pairs == {(0, 4), (41, 57), (41, 5), (41, 6), (41, 9)}
     assert actions_for(profile, "setsockopt") == {ERRNO}
     assert not rules_for(policy_filter.build(Policy(read_only=True)), "setsockopt")
 

@@ -37,6 +37,7 @@ from _socket import (  # socket.py adds ~5 ms to every start; its enums only nam
 from ..records import record
 from .model import Policy
 from .sockaddr import Destination
+from .syscalls import ROUTING_CMSGS, ROUTING_SOCKOPTS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,23 +54,6 @@ IPPROTO_ICMP, IPPROTO_ICMPV6 = 1, 58
 IPPROTO_SCTP, IPPROTO_MPTCP = 132, 262
 # protocol 0 picks the family/type default (TCP, UDP)
 _ADDRESSED_PROTOCOLS = frozenset({0, IPPROTO_TCP, IPPROTO_UDP})
-
-SOL_IP, SOL_IPV6 = 0, 41
-# (level, option) -> name: setsockopt options that send packets via hosts of their own
-REROUTING_SOCKOPTS = {
-    (SOL_IP, 4): "IP_OPTIONS",               # LSRR/SSRR source routes
-    (SOL_IPV6, 5): "IPV6_2292RTHDR",
-    (SOL_IPV6, 6): "IPV6_2292PKTOPTIONS",    # may carry a routing header
-    (SOL_IPV6, 9): "IPV6_NEXTHOP",
-    (SOL_IPV6, 57): "IPV6_RTHDR",
-}
-# (level, type) -> name: the same as sendmsg control messages
-REROUTING_CMSGS = {
-    (SOL_IP, 7): "IP_RETOPTS",               # ip_cmsg_send takes IP options from it
-    (SOL_IPV6, 5): "IPV6_2292RTHDR",
-    (SOL_IPV6, 9): "IPV6_NEXTHOP",
-    (SOL_IPV6, 57): "IPV6_RTHDR",
-}
 
 DNS_PORT = 53
 
@@ -177,12 +161,12 @@ def destination(policy: Policy, dest: Destination) -> Verdict:
 
 def sockopt(policy: Policy, level: int, optname: int) -> Verdict:
     """May setsockopt(level, optname) be called? Only rerouting options are ever refused."""
-    return _rerouting(policy, REROUTING_SOCKOPTS.get((level, optname)))
+    return _rerouting(policy, ROUTING_SOCKOPTS.get((level, optname)))
 
 
 def control_message(policy: Policy, level: int, type_: int) -> Verdict:
     """May a sendmsg/sendmmsg carry a control message of (level, type_)?"""
-    return _rerouting(policy, REROUTING_CMSGS.get((level, type_)))
+    return _rerouting(policy, ROUTING_CMSGS.get((level, type_)))
 
 
 def _rerouting(policy: Policy, name: str | None) -> Verdict:

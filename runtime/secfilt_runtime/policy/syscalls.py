@@ -46,16 +46,23 @@ FS_IOC_FSSETXATTR = 0x401C5820
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 TTY_INJECTION = (TIOCSTI, TIOCLINUX)
-# IP options that source-route a packet: its first hop, not the sockaddr, is where it goes
-# ((level, optname) for setsockopt; (level, type) for sendmsg control messages)
+# Options that choose a packet's first hop, which is then where it goes, not (only) the
+# sockaddr's host: source routes, and IPv6's explicit next hop (CAP_NET_RAW).
+# (level, optname) for setsockopt, (level, type) for sendmsg control messages -> name
 IPPROTO_IP, IPPROTO_IPV6 = 0, 41
-ROUTING_SOCKOPTS = ((IPPROTO_IP, 4),      # IP_OPTIONS (LSRR/SSRR)
-                    (IPPROTO_IPV6, 57),   # IPV6_RTHDR (segment routing)
-                    (IPPROTO_IPV6, 5),    # IPV6_2292RTHDR
-                    (IPPROTO_IPV6, 6))    # IPV6_2292PKTOPTIONS (a whole option block)
-ROUTING_CMSGS = ((IPPROTO_IP, 7),         # IP_RETOPTS
-                 (IPPROTO_IPV6, 57),      # IPV6_RTHDR
-                 (IPPROTO_IPV6, 5))       # IPV6_2292RTHDR
+ROUTING_SOCKOPTS = {
+    (IPPROTO_IP, 4): "IP_OPTIONS",              # LSRR/SSRR source routes
+    (IPPROTO_IPV6, 57): "IPV6_RTHDR",           # segment routing
+    (IPPROTO_IPV6, 5): "IPV6_2292RTHDR",
+    (IPPROTO_IPV6, 6): "IPV6_2292PKTOPTIONS",   # a whole option block, routing header included
+    (IPPROTO_IPV6, 9): "IPV6_NEXTHOP",
+}
+ROUTING_CMSGS = {
+    (IPPROTO_IP, 7): "IP_RETOPTS",              # ip_cmsg_send takes IP options from it
+    (IPPROTO_IPV6, 57): "IPV6_RTHDR",
+    (IPPROTO_IPV6, 5): "IPV6_2292RTHDR",
+    (IPPROTO_IPV6, 9): "IPV6_NEXTHOP",
+}
 
 
 class _Constant:
