@@ -161,18 +161,35 @@ def _check_log(path: str, source: str) -> None:
 
 def cache_dir() -> str | None:
     """$XDG_CACHE_HOME/secfilt or ~/.cache/secfilt, 0700; None when it cannot be made (the
-    filters are then compiled each time)."""
+    filters are then compiled each time).
+
+    Only for a caller that can keep it read-only in every command's mount namespace (root with
+    CAP_SYS_ADMIN: mounts.keep_read_only), and only where no symlink leads to it (a link the
+    command could rewrite would move the next run's cache): the command runs as the same user,
+    and a program it wrote there would be loaded in place of a later run's filters. A user's
+    commands get a namespace only where the kernel grants a user namespace, which may differ
+    between runs; their filters are compiled at every start."""
+    from . import kernel
+    from .policy import mounts
+
+    if os.geteuid() != 0 or not mounts.has_sys_admin():
+        return None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     if not os.path.isabs(base):
         return None
-    path = os.path.join(base, "secfilt")
+    path = os.path.normpath(os.path.join(base, "secfilt"))
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
-        st = os.stat(path)
+        fd = kernel.openat2(-100, path, os.O_PATH | os.O_DIRECTORY,
+                            resolve=kernel.RESOLVE_NO_SYMLINKS)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
         if st.st_uid != os.geteuid() or st.st_mode & 0o077:
             return None  # not ours alone: a cache others can write could plant a filter
     except OSError:
-        return None
+        return None  # a symlink on the way (ELOOP), or no way to make it
     return path
 
 
@@ -188,15 +205,16 @@ def run(policy: Policy, command: list[str]) -> int:
         group = cgroup_net.CommandCgroup.make(policy)
         supervised = group is None
     try:
-        filters = seccomp.prepare(None, policy, cache_dir=cache_dir(), supervised=supervised)
-        return _run_traced(policy, command, filters, group)
+        cache = cache_dir()
+        filters = seccomp.prepare(None, policy, cache_dir=cache, supervised=supervised)
+        return _run_traced(policy, command, filters, group, cache)
     finally:
         if group is not None:
             group.remove()
 
 
 def _run_traced(policy: Policy, command: list[str], filters: Filters,
-                group: CommandCgroup | None) -> int:
+                group: CommandCgroup | None, cache: str | None = None) -> int:
     from . import tracer
 
     log_path, log_done = (_stderr_log() if policy.log_path == STDERR_LOG
@@ -213,7 +231,7 @@ def _run_traced(policy: Policy, command: list[str], filters: Filters,
     if pid == 0:
         os.close(go_w)
         os.close(watch_r)
-        _child(go_r, policy, filters, command, group, moved)
+        _child(go_r, policy, filters, command, group, moved, cache)
     os.close(go_r)
     os.close(watch_w)
     supervisor = None
@@ -281,7 +299,8 @@ def _forward(pid: int, sig: int) -> None:
 
 
 def _child(go: int, policy: Policy, filters: Filters, command: list[str],
-           group: CommandCgroup | None = None, in_group: bool = False) -> NoReturn:
+           group: CommandCgroup | None = None, in_group: bool = False,
+           cache: str | None = None) -> NoReturn:
     from . import kernel, seccomp
     from .policy import landlock
 
@@ -297,7 +316,9 @@ def _child(go: int, policy: Policy, filters: Filters, command: list[str],
             _signal.signal(sig, _signal.SIG_DFL)
         kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
         if policy.restricts_writes and not policy.audit:
-            _read_only_mounts(policy)
+            _read_only_mounts(policy, cache)
+        elif cache is not None and not policy.is_empty:
+            _read_only_mounts(policy, cache, freeze_mounts=False)
         landlock.restrict_self(policy)
         seccomp.install(filters)
         where = command[0]
@@ -312,16 +333,22 @@ def _child(go: int, policy: Policy, filters: Filters, command: list[str],
     os._exit(code)
 
 
-def _read_only_mounts(policy: Policy) -> None:
+def _read_only_mounts(policy: Policy, cache: str | None, freeze_mounts: bool = True) -> None:
     """The kernel layer for what Landlock cannot restrict (chmod, chown, utimes, chattr,
     xattrs): the host's mounts read-only in a namespace of the child's own, the allow-write
     paths writable on top. Where the kernel refuses an unprivileged user namespace the tracer
-    alone judges those calls, as `check` reports; --verbose says so too."""
+    alone judges those calls, as `check` reports; --verbose says so too. `cache`: the filter
+    cache, read-only in that namespace whatever the policy (cache_dir); `freeze_mounts` False:
+    a namespace for that alone."""
     from .policy import mounts
 
     write_source = policy.sources.get("allow-write", "--allow-write")
     how = mounts.private_view(policy.allow_write, write_source=write_source,
-                              read_only_source=policy.sources.get("read-only", write_source))
+                              read_only_source=policy.sources.get("read-only", write_source),
+                              freeze_mounts=freeze_mounts, keep=cache)
+    if how is None and cache is not None:
+        # cache_dir hands one out only to a caller that always gets its namespace
+        raise SecfiltError(f"cannot keep the filter cache {cache} read-only")
     if how is None and policy.log_path == STDERR_LOG:
         os.write(2, f"{PROG}: warning: no user namespace for read-only mounts here: chmod, "
                  "chown, utimes, chattr and xattrs are judged by the tracer alone\n".encode())

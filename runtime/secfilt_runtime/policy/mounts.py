@@ -98,6 +98,31 @@ def freeze(allow_write: tuple[str, ...], *, write_source: str, read_only_source:
 PTMX = (5, 2)  # TTYAUX_MAJOR, 2
 
 
+def _beneath(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top + "/")
+
+
+def keep_read_only(path: str, writable: tuple[str, ...]) -> None:
+    """Make the directory `path` (secfilt's filter cache: canonical, no symlink on the way)
+    read-only in this namespace, whatever the policy lets the command write: a program that a
+    later run would load in place of its filters must not be one this command wrote there.
+
+    `writable`: the paths whose mounts the command may write (the allow-write clones, or "/"
+    when no write rule holds). Below the nearest of them every directory down to `path`
+    becomes a mount point of its own (a bind onto itself), which no rename can move: the
+    command cannot put a directory of its making where the next run looks for its cache.
+    Raises OSError (the command must not run beside a cache it could rewrite)."""
+    top = max((w for w in writable if _beneath(path, w)), key=len, default=None)
+    if top is None:
+        return  # on a read-only mount, as is every directory above it
+    below = path[len(top.rstrip("/")):].strip("/").split("/") if path != top else []
+    current = top.rstrip("/")
+    for part in below:
+        current = f"{current}/{part}"
+        kernel.mount(current, current, None, kernel.MS_BIND | kernel.MS_REC)
+    kernel.mount_setattr(path, kernel.MOUNT_ATTR_RDONLY, 0, kernel.AT_RECURSIVE)
+
+
 def _is_ptmx(fd: int) -> bool:
     st = os.fstat(fd)
     return stat.S_ISCHR(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == PTMX
@@ -106,6 +131,11 @@ def _is_ptmx(fd: int) -> bool:
 def _has_cap(cap: int) -> bool:
     effective, _permitted, _inheritable = kernel.capget()
     return bool(effective >> cap & 1)
+
+
+def has_sys_admin() -> bool:
+    """Whether this process makes its mount namespace without a user namespace (root)."""
+    return _has_cap(CAP_SYS_ADMIN)
 
 
 def _write(path: str, text: str) -> None:
@@ -148,13 +178,14 @@ def drop_capabilities() -> None:
     kernel.capset(0, 0, 0)
 
 
-def private_view(allow_write: tuple[str, ...], *, write_source: str, read_only_source: str
-                 ) -> str | None:
+def private_view(allow_write: tuple[str, ...], *, write_source: str, read_only_source: str,
+                 freeze_mounts: bool = True, keep: str | None = None) -> str | None:
     """secfilt's child: the host's mounts, read-only but for the allow-write paths, in a mount
     namespace of its own that nothing propagates into or out of. Returns how (ROOT or USERNS),
     or None when this user cannot have one here (the caller stays tracer-only). Raises
     SecfiltError when set-up fails half-way: the command must not run on a view it did not ask
-    for."""
+    for. `freeze_mounts` False: the host's mounts as they are (a policy without write rules,
+    or audit mode); `keep`: a directory made read-only in any case (keep_read_only)."""
     try:
         cwd: str | None = os.getcwd()
     except OSError:
@@ -171,7 +202,14 @@ def private_view(allow_write: tuple[str, ...], *, write_source: str, read_only_s
         kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
     except OSError as e:
         raise _err(read_only_source, "enter a mount namespace of its own", e) from None
-    freeze(allow_write, write_source=write_source, read_only_source=read_only_source)
+    if freeze_mounts:
+        freeze(allow_write, write_source=write_source, read_only_source=read_only_source)
+    if keep is not None:
+        try:
+            keep_read_only(keep, allow_write if freeze_mounts and "/" not in allow_write
+                           else ("/",))
+        except OSError as e:
+            raise _err(read_only_source, f"keep the filter cache {keep} read-only", e) from None
     if cwd is not None:
         # the cwd still names the mount it was on; an allow-write path now has a clone on top
         try:

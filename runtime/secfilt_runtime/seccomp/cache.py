@@ -2,10 +2,12 @@
 imports libseccomp.
 
 A cache entry is trusted only as far as a sandbox may be: the directory and the file must be
-owned by us and closed to everyone else (0700 / 0600), and the content must match the digest it
-records. Anything else is ignored (and recompiled), never loaded: a tampered program would be a
-sandbox bypass. Entries are written to a temporary name and renamed, so a reader never sees half
-of one.
+owned by us and closed to everyone else (0700 / 0600), the file must have no other name, and
+the content must match the digest it records. None of that stops a sandbox of the same user
+from writing one: the callers keep the directory out of their sandboxes' reach (secfilt:
+cache_dir and mounts.keep_read_only; containers do not see the runtime's root). Anything else
+is ignored (and recompiled), never loaded: a tampered program would be a sandbox bypass.
+Entries are written to a temporary name and renamed, so a reader never sees half of one.
 """
 
 from __future__ import annotations
@@ -104,8 +106,10 @@ def load(cache_dir: str, cache_key: str) -> Entry | None:
         return None
     try:
         st = os.fstat(fd)
-        if not _private(st, stat.S_IFREG) or st.st_size > _MAX_ENTRY:
-            log.debug(f"seccomp cache {path}: wrong owner, mode or size; ignored")
+        # one name only: a hard link made elsewhere (where a sandbox could write) would let
+        # the file be rewritten past the directory's protection
+        if not _private(st, stat.S_IFREG) or st.st_size > _MAX_ENTRY or st.st_nlink != 1:
+            log.debug(f"seccomp cache {path}: wrong owner, mode, size or links; ignored")
             return None
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(_MAX_ENTRY + 1)
