@@ -244,14 +244,50 @@ def test_any_policy_keeps_the_process_off_its_parents_memory(policy: Policy) -> 
     assert got == {"mem": errno.EACCES, "parent-mem-read": errno.EACCES, "own-mem": 0}
 
 
-@pytest.mark.parametrize("policy", [
-    Policy(read_only=True, ports=(1,), mode="audit"),
-    Policy(no_outbound_network=True),
-    Policy(),
-])
-def test_no_restriction_in_audit_mode_or_without_write_rules(tree: Path, policy: Policy) -> None:
-    got = in_restricted_child(policy, {"create": lambda: write(tree / "outside" / "new")})
-    assert got == {"create": 0}
+@pytest.mark.parametrize("policy", [Policy(read_only=True, ports=(1,), mode="audit"),
+                                    Policy(no_outbound_network=True), Policy()],
+                         ids=["audit", "network-only", "empty"])
+def test_a_domain_for_scoping_alone_restricts_no_file_system_access(
+        tree: Path, policy: Policy, listeners: dict[str, int]) -> None:
+    """Network-only rules get a domain for its ptrace scoping alone: nothing the
+    process can reach on the file system may change, through another mount, a descriptor
+    opened before, /proc/self/fd, a chroot or a mount namespace of its own. (A rule on "/" is
+    on its inode: Landlock walks up to the root of the mount namespace, whatever the process's
+    root; only mounts detached from the tree and the mount calls themselves stay refused.)"""
+    a, o = tree / "allowed", tree / "outside"
+    (tree / "jail").mkdir()
+    shm = Path("/dev/shm") / f"secfilt-landlock-{os.getpid()}"
+    dirfd = os.open(o, os.O_RDONLY | os.O_DIRECTORY)  # opened before the domain
+    ops: Ops = {
+        "create": lambda: write(o / "new"),
+        "truncate": lambda: os.truncate(o / "existing", 0),
+        # moving to another directory needs LANDLOCK_ACCESS_FS_REFER, which no rule grants
+        # unless the domain handles it
+        "rename-across": lambda: os.rename(a / "existing", o / "moved"),
+        "link-across": lambda: os.link(o / "moved", a / "hard"),
+        "mkdir": lambda: os.mkdir(o / "d"),
+        "other-mount": lambda: write(shm),
+        "dirfd": lambda: os.close(os.open("by-dirfd", os.O_WRONLY | os.O_CREAT, dir_fd=dirfd)),
+        "proc-self-fd": lambda: write(Path(f"/proc/self/fd/{dirfd}/by-proc")),
+        "tcp": lambda: tcp(listeners["other"]),
+    }
+    if os.geteuid() == 0:
+        def chroot_and_write() -> None:
+            os.chroot(tree / "jail")
+            write(Path("/in-jail"))
+
+        ops["own-mount-namespace"] = lambda: (kernel.unshare(kernel.CLONE_NEWNS),
+                                             write(o / "in-ns"))
+        ops["chroot"] = chroot_and_write  # last: the ops after it would see the jail
+    try:
+        got = in_restricted_child(policy, ops)
+    finally:
+        os.close(dirfd)
+        shm.unlink(missing_ok=True)
+    assert got == dict.fromkeys(ops, 0), got
+    assert (o / "by-proc").exists() and (a / "hard").exists()
+    if os.geteuid() == 0:
+        assert (tree / "jail" / "in-jail").exists()
 
 
 def test_write_access_follows_the_abi() -> None:

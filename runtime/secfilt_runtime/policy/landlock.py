@@ -14,7 +14,14 @@ wider.
 
 Any non-empty policy gets a domain, if only for Landlock's ptrace scoping: a process in it
 cannot ptrace, open /proc/PID/mem of, or take descriptors from a process outside it, such as
-its tracer, even as root.
+its tracer, even as root. Where the policy leaves nothing for Landlock to restrict
+(network-only rules) the domain handles one right and grants it on "/" (_scoping_only). A rule
+is on an inode, and Landlock walks from the file used up to the root of the mount namespace
+whatever the process's root, so that grant reaches every mount of the tree, files named
+through /proc/self/fd or a descriptor opened before, a chroot, a mount namespace of the
+process's own. What it cannot reach are mounts detached from the tree (lazily unmounted,
+open_tree clones); and a domain that handles a file-system right refuses the mount calls
+themselves.
 
 allowed-port is enforced the same way for TCP connect (ABI 4): a port rule applies to every
 INET destination, loopback included, exactly what Landlock's port rules express. Addresses
@@ -53,6 +60,14 @@ _WRITE_ABI1 = (ACCESS_FS_WRITE_FILE | ACCESS_FS_REMOVE_DIR | ACCESS_FS_REMOVE_FI
                | ACCESS_FS_MAKE_SYM)
 # the rights that make sense on a file (not a directory) as a rule's parent
 _FILE_RIGHTS = ACCESS_FS_WRITE_FILE | ACCESS_FS_TRUNCATE
+
+
+def _scoping_only(abi_version: int) -> int:
+    """The right a domain wanted for its ptrace scoping alone handles, granted on "/": REFER
+    (ABI 2) governs nothing but moving a file to another directory, which a domain that does
+    not handle it refuses outright (EXDEV) even where every other right is granted; ABI 1 has
+    no REFER (every such domain refuses those moves) and MAKE_BLOCK is the least used right."""
+    return ACCESS_FS_REFER if abi_version >= 2 else ACCESS_FS_MAKE_BLOCK
 
 
 def abi() -> int:
@@ -95,10 +110,11 @@ def restrict_self(policy: Policy, root: str = "/") -> None:
     handled_net = ACCESS_NET_CONNECT_TCP if policy.ports and version >= 4 else 0
     grants: list[tuple[str, int]] = [(path, handled_fs) for path in policy.allow_write]
     if not (handled_fs or handled_net):
-        # a network-only policy still needs the domain for its ptrace scoping (a root process
-        # could otherwise rewrite the tracer through /proc/TRACER/mem); a domain must handle
-        # some right: one granted everywhere, so nothing else changes
-        handled_fs = ACCESS_FS_MAKE_BLOCK
+        # network-only rules still need the domain for its ptrace scoping (a root process
+        # could otherwise rewrite the tracer through /proc/TRACER/mem or take its descriptors
+        # with pidfd_getfd); a domain must handle some right: one granted on "/", so nothing
+        # else changes
+        handled_fs = _scoping_only(version)
         grants = [("/", handled_fs)]
     ruleset = kernel.landlock_create_ruleset(handled_fs, handled_net)
     try:
