@@ -21,6 +21,10 @@ DENIED = {errno.EACCES, errno.EXDEV, errno.EPERM}
 
 Ops = dict[str, Callable[[], object]]
 
+# audit mode: every rule observed, none enforced
+AUDIT_WRITES = Policy(read_only=True, allow_write=("/nonexistent-allowed",), ports=(1,),
+                      mode="audit")
+
 
 def in_restricted_child(policy: Policy, ops: Ops, root: str = "/") -> dict[str, int]:
     """Fork; the child sets no_new_privs, restricts itself, runs each op and reports 0 or the
@@ -229,7 +233,8 @@ def test_address_rules_alone_leave_tcp_alone(listeners: dict[str, int]) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="opening another process's memory needs root")
 @pytest.mark.parametrize("policy", [Policy(no_outbound_network=True), Policy(read_only=True),
-                                    Policy(mainstream_network_families=True)])
+                                    Policy(mainstream_network_families=True), AUDIT_WRITES,
+                                    Policy(no_outbound_network=True, mode="audit")])
 def test_any_policy_keeps_the_process_off_its_parents_memory(policy: Policy) -> None:
     """The tracer is the parent under secfilt: as root, without a domain, the sandboxed process
     could rewrite it through /proc/PARENT/mem."""
@@ -244,12 +249,11 @@ def test_any_policy_keeps_the_process_off_its_parents_memory(policy: Policy) -> 
     assert got == {"mem": errno.EACCES, "parent-mem-read": errno.EACCES, "own-mem": 0}
 
 
-@pytest.mark.parametrize("policy", [Policy(read_only=True, ports=(1,), mode="audit"),
-                                    Policy(no_outbound_network=True), Policy()],
+@pytest.mark.parametrize("policy", [AUDIT_WRITES, Policy(no_outbound_network=True), Policy()],
                          ids=["audit", "network-only", "empty"])
 def test_a_domain_for_scoping_alone_restricts_no_file_system_access(
         tree: Path, policy: Policy, listeners: dict[str, int]) -> None:
-    """Network-only rules get a domain for its ptrace scoping alone: nothing the
+    """Audit mode and network-only rules get a domain for its ptrace scoping alone: nothing the
     process can reach on the file system may change, through another mount, a descriptor
     opened before, /proc/self/fd, a chroot or a mount namespace of its own. (A rule on "/" is
     on its inode: Landlock walks up to the root of the mount namespace, whatever the process's

@@ -120,6 +120,24 @@ PROBE = textwrap.dedent(r'''
             change(fd)
         finally:
             os.close(fd)
+    def tracer_fd(path):
+        # pidfd_getfd on the parent (the tracer) until one of its descriptors names `path`
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        pidfd = os.pidfd_open(os.getppid())
+        for target in range(256):
+            fd = libc.syscall(438, pidfd, target, 0)  # pidfd_getfd
+            if fd < 0:
+                e = ctypes.get_errno()
+                if e == errno.EBADF:
+                    continue
+                raise OSError(e, os.strerror(e))
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") == path:
+                    return
+            finally:
+                os.close(fd)
+        raise OSError(errno.ENOENT, f"no descriptor of the tracer names {path}")
     def at(directory, name, change):
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -138,6 +156,7 @@ PROBE = textwrap.dedent(r'''
         "write": lambda p: open(p, "w").close(),
         "read": lambda p: open(p).close(),
         "tracer-mem": lambda: open(f"/proc/{os.getppid()}/mem", "r+b").close(),
+        "tracer-fd": tracer_fd,
         "mkdir": os.mkdir,
         "unlink": os.unlink,
         "rename": os.rename,
@@ -663,6 +682,30 @@ def test_audit_mode_allows_and_logs(probe, tree: Path, work: Path) -> None:
     entries = read_log(log)
     assert len(entries) == 1, entries
     assert entries[0]["action"] == "audit" and entries[0]["args"]["path"] == target
+
+
+def test_audit_mode_keeps_the_tracer_out_of_reach(probe, secfilt: Secfilt, tree: Path,
+                                                  work: Path) -> None:
+    """Audit mode observes the write rules without enforcing them, but the command's parent is
+    still its tracer: with its descriptors (the log's among them) or its memory the command
+    could forge the log or every decision. Landlock's ptrace scoping keeps it off both, so audit
+    mode too gets a domain, one that restricts no file-system access."""
+    if secfilt.user.name != "root":  # type: ignore[attr-defined]
+        pytest.skip("unprivileged, the command cannot reach its (undumpable) tracer even "
+                    "without a policy: nothing to show")
+    log = work / "audit.jsonl"
+    # the baseline: a tracer with a log and no rule to keep the command off it
+    got = probe([f"--log={log}"], [f"tracer-fd|{log}", "tracer-mem"])
+    assert got == {f"tracer-fd|{log}": 0, "tracer-mem": 0}, got
+    log.unlink(missing_ok=True)
+    target = f"{tree}/outside/new"
+    got = probe(["--read-only=1", f"--allow-write={tree}/allowed", "--mode=audit",
+                 f"--log={log}"], [f"write|{target}", f"tracer-fd|{log}", "tracer-mem"])
+    assert got == {f"write|{target}": 0, f"tracer-fd|{log}": "EPERM",
+                   "tracer-mem": "EACCES"}, got
+    assert Path(target).exists()
+    audited = [e for e in read_log(log) if e["args"].get("path") == target]
+    assert [e["action"] for e in audited] == ["audit"], audited
 
 
 def test_audit_mode_network(probe, work: Path) -> None:

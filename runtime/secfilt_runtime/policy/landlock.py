@@ -12,16 +12,17 @@ A path that does not exist when the ruleset is built, or that the process cannot
 no rule (Landlock needs an inode): creating it stays denied, stricter than the tracer, never
 wider.
 
-Any non-empty policy gets a domain, if only for Landlock's ptrace scoping: a process in it
-cannot ptrace, open /proc/PID/mem of, or take descriptors from a process outside it, such as
-its tracer, even as root. Where the policy leaves nothing for Landlock to restrict
-(network-only rules) the domain handles one right and grants it on "/" (_scoping_only). A rule
-is on an inode, and Landlock walks from the file used up to the root of the mount namespace
-whatever the process's root, so that grant reaches every mount of the tree, files named
-through /proc/self/fd or a descriptor opened before, a chroot, a mount namespace of the
-process's own. What it cannot reach are mounts detached from the tree (lazily unmounted,
-open_tree clones); and a domain that handles a file-system right refuses the mount calls
-themselves.
+Any non-empty policy gets a domain, audit mode included, if only for Landlock's ptrace scoping:
+a process in it cannot ptrace, open /proc/PID/mem of, or take descriptors from a process
+outside it, such as its tracer, even as root. Where the policy leaves nothing for Landlock to
+restrict (network-only rules, audit mode) the domain handles one right and grants it on "/"
+(_scoping_only). A rule is on an inode, and Landlock walks from the file used up to the root of
+the mount namespace whatever the process's root, so that grant reaches every mount of the tree,
+files named through /proc/self/fd or a descriptor opened before, a chroot, a mount namespace of
+the process's own. What it cannot reach are mounts detached from the tree (lazily unmounted,
+open_tree clones), where that right alone is refused. And a domain that handles any file-system
+right refuses the mount calls themselves (mount, umount, move_mount, pivot_root), audit mode
+included.
 
 allowed-port is enforced the same way for TCP connect (ABI 4): a port rule applies to every
 INET destination, loopback included, exactly what Landlock's port rules express. Addresses
@@ -97,23 +98,27 @@ def restrict_self(policy: Policy, root: str = "/") -> None:
     the tracer above all.
 
     Call after no_new_privs is set, or while holding CAP_SYS_ADMIN. `root` is where the
-    policy's paths live (the container's view: "/" once inside it). No-op for an empty policy
-    or in audit mode; without Landlock, a warning: the tracer still judges every call.
+    policy's paths live (the container's view: "/" once inside it). No-op for an empty policy.
+    In audit mode the domain restricts no access: the tracer observes the rules, the domain
+    only scopes ptrace. Without Landlock, a warning (none in audit mode, which enforces
+    nothing): the tracer still judges every call.
     """
-    if policy.audit or policy.is_empty:
+    if policy.is_empty:
         return
     version = abi()
     if version == 0:
-        warn("Landlock is not available: the tracer alone judges writes and ports")
+        if not policy.audit:
+            warn("Landlock is not available: the tracer alone judges writes and ports")
         return
-    handled_fs = write_access(version) if policy.restricts_writes else 0
-    handled_net = ACCESS_NET_CONNECT_TCP if policy.ports and version >= 4 else 0
+    enforce = not policy.audit
+    handled_fs = write_access(version) if policy.restricts_writes and enforce else 0
+    handled_net = ACCESS_NET_CONNECT_TCP if policy.ports and version >= 4 and enforce else 0
     grants: list[tuple[str, int]] = [(path, handled_fs) for path in policy.allow_write]
     if not (handled_fs or handled_net):
-        # network-only rules still need the domain for its ptrace scoping (a root process
-        # could otherwise rewrite the tracer through /proc/TRACER/mem or take its descriptors
-        # with pidfd_getfd); a domain must handle some right: one granted on "/", so nothing
-        # else changes
+        # network-only rules and audit mode still need the domain for its ptrace scoping (a
+        # root process could otherwise rewrite the tracer through /proc/TRACER/mem or take its
+        # descriptors with pidfd_getfd); a domain must handle some right: one granted on "/",
+        # so nothing else changes
         handled_fs = _scoping_only(version)
         grants = [("/", handled_fs)]
     ruleset = kernel.landlock_create_ruleset(handled_fs, handled_net)

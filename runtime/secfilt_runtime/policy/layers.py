@@ -194,8 +194,8 @@ def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False,
                  "filters can only deny more"),
         LayerRow("*", "ptrace, process_vm_writev (the tracer or a sibling rewritten)",
                  (*_bpf_if("ptrace", "process_vm_writev"), *_landlock(abi, 1)),
-                 "every non-empty policy gets a Landlock domain, whose ptrace scoping also "
-                 "keeps the process from anything outside it"),
+                 "every non-empty policy, audit mode included, gets a Landlock domain, whose "
+                 "ptrace scoping also keeps the process from anything outside it"),
         LayerRow("*", "io_uring, open_by_handle_at (operations seccomp never sees)",
                  _bpf_if("io_uring_setup", "io_uring_enter", "open_by_handle_at"),
                  "refused outright"),
@@ -205,8 +205,8 @@ def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False,
         LayerRow("*", "the tracer's memory and descriptors (/proc/TRACER/mem, pidfd_getfd), "
                  "which secfilt's tracer shares a pid namespace and uid with",
                  _landlock(abi, 1) or (NOTHING,),
-                 "Landlock's ptrace scoping, even for root; without Landlock a root process "
-                 "reaches its tracer"),
+                 "Landlock's ptrace scoping, even for root and in audit mode (whose domain "
+                 "restricts no access); without Landlock a root process reaches its tracer"),
         LayerRow("*", "the i386 entry (int 0x80)", (BPF, TRACER),
                  "every rule is also compiled for SCMP_ARCH_X86; the tracer decodes by arch"),
         LayerRow("*", "the x32 entry", (BPF,),
