@@ -103,9 +103,16 @@ def test_bpf_claims_for_the_sandbox_hold_in_the_built_filter(policy: Policy) -> 
     """The '*' rows say BPF refuses these under every non-empty policy: the filter must."""
     names = bpf_rule_names(policy)
     for needed in ("clone", "clone3", "seccomp", "ptrace", "process_vm_writev",
-                   "io_uring_setup", "io_uring_enter", "open_by_handle_at"):
+                   "io_uring_setup", "io_uring_enter", "open_by_handle_at", "userfaultfd"):
         assert needed in names, f"{needed} is in no rule of the filter for {policy}"
     assert "SCMP_ARCH_X86" in policy_filter.build(policy).architectures
+
+
+def test_userfaultfd_row_covers_the_device_ioctl_too() -> None:
+    r = row(enforcement_layers(7), "a fault handler of its own")
+    assert r.layers == (BPF,) and r.race_free, r
+    assert ("ioctl", 0xAA00) in layers._filtered(layers.WRITE_POLICY)
+    assert ("ioctl", 0xAA00) in layers._filtered(layers.NETWORK_POLICY)
 
 
 def test_a_hardening_call_missing_from_the_filter_reads_as_not_enforced() -> None:

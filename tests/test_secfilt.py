@@ -138,6 +138,14 @@ PROBE = textwrap.dedent(r'''
             finally:
                 os.close(fd)
         raise OSError(errno.ENOENT, f"no descriptor of the tracer names {path}")
+    def uffd_dev():
+        # /dev/userfaultfd's USERFAULTFD_IOC_NEW: a userfaultfd without the syscall
+        import fcntl
+        fd = os.open("/dev/userfaultfd", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.close(fcntl.ioctl(fd, 0xAA00, os.O_CLOEXEC))
+        finally:
+            os.close(fd)
     def at(directory, name, change):
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -157,6 +165,7 @@ PROBE = textwrap.dedent(r'''
         "read": lambda p: open(p).close(),
         "tracer-mem": lambda: open(f"/proc/{os.getppid()}/mem", "r+b").close(),
         "tracer-fd": tracer_fd,
+        "uffd-dev": uffd_dev,
         "mkdir": os.mkdir,
         "unlink": os.unlink,
         "rename": os.rename,
@@ -345,6 +354,23 @@ def test_help_and_version(secfilt: Secfilt) -> None:
     h = secfilt("--help")
     assert h.code == 0 and "--allowed-netmask" in h.out and "--write-allow" in h.out
     assert secfilt("--version").out.startswith("secfilt ")
+
+
+@pytest.mark.parametrize("options", [["--read-only=1", "--allow-write={work}"],
+                                     ["--read-only=1", "--mode=audit", "--log={work}/log"]],
+                         ids=["write", "audit"])
+def test_userfaultfd_from_the_device_is_refused(probe, secfilt: Secfilt, work: Path,
+                                                options: list[str]) -> None:
+    """The userfaultfd syscall is refused (a fault handler of the command's own would hold the
+    tracer's read of a path buffer, and so the tracer, as long as it likes); the device hands
+    out the same descriptor through an ioctl, which must be refused alike, in audit mode too."""
+    if not os.path.exists("/dev/userfaultfd"):
+        pytest.skip("no /dev/userfaultfd on this machine")
+    if secfilt.user.name != "root":  # type: ignore[attr-defined]
+        pytest.skip("/dev/userfaultfd is root's alone: nothing to show")
+    assert probe([], ["uffd-dev"]) == {"uffd-dev": 0}
+    got = probe([o.format(work=work) for o in options], ["uffd-dev"])
+    assert got == {"uffd-dev": "EPERM"}, got
 
 
 @pytest.mark.parametrize("options", [["--no-outbound-network"], ["--allowed-netmask=::1"],

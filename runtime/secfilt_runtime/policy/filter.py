@@ -27,7 +27,9 @@ Hardening, for every non-empty policy (what a process could do against ptrace+se
 - ioctl TIOCSTI/TIOCLINUX: input pushed into a terminal shared with whoever started the
   sandbox runs after it, outside every rule;
 - userfaultfd: a fault handler of its own would hold the tracer's read of a path buffer
-  for as long as it likes (every other task of the container waits behind it).
+  for as long as it likes (every other task of the container waits behind it); the call, and
+  ioctl USERFAULTFD_IOC_NEW on /dev/userfaultfd (a read-open, never judged), which returns
+  the same descriptor where the device can be opened (root, or a bundle exposing it).
 personality() is left alone: on x86_64 the syscall ABI comes from the entry instruction, which
 seccomp_data.arch reports, not from the persona.
 """
@@ -53,6 +55,7 @@ from .syscalls import (
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
     SECCOMP_SET_MODE_FILTER,
     TTY_INJECTION,
+    USERFAULTFD_IOC_NEW,
     Group,
     names,
 )
@@ -255,6 +258,9 @@ def hardening_rules(policy: Policy) -> list[Rule]:
              (ArgCondition(0, CLONE_UNTRACED, MASKED_EQ, CLONE_UNTRACED),)),
         # an ERRNO whatever the policy logs: libc falls back to clone, a normal event
         Rule(("clone3",), ENOSYS),
+        # the userfaultfd call's descriptor, from the device
+        Rule(("ioctl",), deny_action(policy, ESCAPE),
+             (ArgCondition(1, LOW32, MASKED_EQ, USERFAULTFD_IOC_NEW),)),
         # input pushed into a terminal shared with the starter runs outside the sandbox
         *(Rule(("ioctl",), deny_action(policy, TERMINAL_INJECTION),
                (ArgCondition(1, LOW32, MASKED_EQ, request),))

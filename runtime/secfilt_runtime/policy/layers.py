@@ -27,6 +27,7 @@ from functools import cache
 from ..records import asdict, record
 from . import filter as policy_filter
 from .model import Policy
+from .syscalls import USERFAULTFD_IOC_NEW
 
 KERNEL, LANDLOCK, BPF, TRACER, NOTHING = "kernel", "Landlock", "BPF", "tracer", "not enforced"
 # eBPF programs on the sandbox's cgroup (policy.cgroup_net): the kernel judges the address it
@@ -199,6 +200,11 @@ def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False,
         LayerRow("*", "io_uring, open_by_handle_at (operations seccomp never sees)",
                  _bpf_if("io_uring_setup", "io_uring_enter", "open_by_handle_at"),
                  "refused outright"),
+        LayerRow("*", "a fault handler of its own holding the tracer's read of a buffer "
+                 "(userfaultfd, and /dev/userfaultfd's USERFAULTFD_IOC_NEW ioctl)",
+                 _bpf_if("userfaultfd", ("ioctl", USERFAULTFD_IOC_NEW)),
+                 "refused outright: the tracer would sleep on the page as long as the handler "
+                 "holds it"),
         LayerRow("*", "input pushed into the terminal (TIOCSTI, TIOCLINUX)",
                  _bpf_if(("ioctl", TIOCSTI), ("ioctl", TIOCLINUX)),
                  "the shell that started the sandbox would run it, outside every rule"),

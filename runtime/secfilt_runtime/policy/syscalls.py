@@ -46,6 +46,8 @@ FS_IOC_FSSETXATTR = 0x401C5820
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 TTY_INJECTION = (TIOCSTI, TIOCLINUX)
+# /dev/userfaultfd's ioctl that returns a userfaultfd: the userfaultfd call by another door
+USERFAULTFD_IOC_NEW = 0xAA00  # _IO(0xAA, 0x00)
 # Options that choose a packet's first hop, which is then where it goes, not (only) the
 # sockaddr's host: source routes, and IPv6's explicit next hop (CAP_NET_RAW).
 # (level, optname) for setsockopt, (level, type) for sendmsg control messages -> name
