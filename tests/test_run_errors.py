@@ -588,3 +588,29 @@ def test_confinement_that_cannot_hold_is_refused(runtime, make_bundle, changes, 
     marker, args = marked("confine")
     r, pid_file = run_with_pid_file(runtime, make_bundle(args, **changes), "t1")
     assert_failed_cleanly(r, runtime, message, pid_file=pid_file, marker=marker)
+
+
+# --- under a secfilter policy: the tracer is spawned while the init sets up ------------------
+
+POLICY = {"annotations": {"org.secfilter.read-only": "true"}}
+POLICY_CASES = {
+    "executable": (lambda config: config["process"].update(args=["/nonexistent"]),
+                   'process.args[0]: executable file "/nonexistent": No such file or directory'),
+    "mount-type": (_add_mount({"destination": "/mnt", "type": "nosuchfs", "source": "none"}),
+                   "mounts[4] (/mnt): mount nosuchfs on "),
+}
+
+
+@pytest.mark.parametrize("command", ["run", "create"])
+@pytest.mark.parametrize("case", POLICY_CASES)
+def test_init_failure_under_a_policy_names_the_field(runtime, make_bundle, case, command):
+    # the init fails before the tracer seizes it, so the seize fails too: the init's report,
+    # not the tracer's "cannot seize", must reach the user. Timing dependent, hence the runs.
+    edit, message = POLICY_CASES[case]
+    marker, args = marked(f"policy-{case}")
+    bundle = edit_config(make_bundle(args, writable_rootfs=True, **POLICY), edit)
+    for _ in range(4):
+        r, pid_file = run_with_pid_file(runtime, bundle) if command == "run" else (
+            runtime("create", "--bundle", str(bundle), "t1"), None)
+        assert_failed_cleanly(r, runtime, message, pid_file=pid_file, marker=marker)
+        assert "tracer" not in r.stderr, r.stderr

@@ -223,7 +223,15 @@ def launch(
     cleanup.callback(init.kill_and_reap)
     state.pid = init.pid
     if on_init is not None:
-        on_init(state)
+        try:
+            on_init(state)
+        except ContainerError:
+            # on_init (the tracer's spawn) runs while the init sets up: an init that failed
+            # meanwhile cannot be seized, and its own report, naming the field, is the error
+            report = _report_of_exited_init(ours, init, cgroup, spec)
+            if report is None:
+                raise
+            raise ContainerError(report) from None
     if join_late:
         # while the init sets its root up (it runs nothing of the container's before `start`)
         cgroup.add(init.pid)
@@ -331,6 +339,26 @@ def _why_vanished(e: ChildVanished, child: Child, cgroup: Cgroup, spec: Spec) ->
         message += (f": the container's cgroup ran out of memory "
                     f"(linux.resources.memory.limit is {limit})")
     return message
+
+
+def _report_of_exited_init(chan: Channel, init: Child, cgroup: Cgroup, spec: Spec) -> str | None:
+    """Why the init failed, if it has exited (not reaped: Child.reap does that); None while it
+    lives. Its messages end with its error or the channel's end-of-file: it holds the only
+    other end once stage1 has exited, which stage1 does right after naming the init."""
+    if os.waitid(os.P_PID, init.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        return None
+    while True:
+        try:
+            msg = chan.recv()
+        except ConnectionResetError:
+            msg = None
+        if msg is None:
+            return _why_vanished(ChildVanished("the container init exited during setup "
+                                               "without a report"), init, cgroup, spec)
+        for fd in msg["fds"]:
+            os.close(fd)
+        if msg["type"] == "error":
+            return msg["message"]
 
 
 def start(launched: Launched, store: StateStore) -> None:
