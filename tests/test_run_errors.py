@@ -614,3 +614,20 @@ def test_init_failure_under_a_policy_names_the_field(runtime, make_bundle, case,
             runtime("create", "--bundle", str(bundle), "t1"), None)
         assert_failed_cleanly(r, runtime, message, pid_file=pid_file, marker=marker)
         assert "tracer" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "create"])
+@pytest.mark.parametrize(("log", "problem"), [
+    ("/nonexistent/dir/log", "No such file or directory"),
+    ("{tmp}", "Is a directory"),
+])
+def test_policy_log_that_cannot_be_opened_names_the_annotation(runtime, make_bundle, tmp_path,
+                                                               command, log, problem):
+    # the tracer opens it after the fork, where its error named neither; refused up front
+    log = log.format(tmp=tmp_path)
+    marker, args = marked("policy-log")
+    bundle = make_bundle(args, annotations={"org.secfilter.read-only": "true",
+                                            "org.secfilter.log": log})
+    r = runtime(command, "--bundle", str(bundle), "t1")
+    assert_failed_cleanly(r, runtime, f'annotations["org.secfilter.log"]: cannot open {log}: '
+                          f"{problem}", marker=marker)

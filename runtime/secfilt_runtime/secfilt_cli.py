@@ -10,7 +10,6 @@ ambiguous with the command: `secfilt --read-only true` runs true).
 from __future__ import annotations
 
 import _signal
-import errno
 import os
 import sys
 
@@ -144,19 +143,12 @@ def policy_of(inv: Invocation) -> Policy:
 
 
 def _check_log(path: str, source: str) -> None:
-    """A log the tracer could not open is a usage error now, not a failure after the fork;
-    nothing is created here, so a run refused later leaves no file behind."""
-    try:
-        if os.path.lexists(path):
-            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
-            return
-        parent = os.path.dirname(path) or "."
-        if not os.path.isdir(parent):
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-    except OSError as e:
-        raise UsageError(f"{source}: cannot open {path}: {e.strerror}") from None
+    """A log the tracer could not open is a usage error now, not a failure after the fork."""
+    from .tracer.log import cannot_open
+
+    why = cannot_open(path)
+    if why is not None:
+        raise UsageError(f"{source}: cannot open {path}: {why}")
 
 
 def cache_dir() -> str | None:
