@@ -182,3 +182,33 @@ def test_run_calls_the_hooks_and_poststop_after_the_container_is_gone(runtime, m
     assert [Path(p).name for p, _ in lines] == ["prestart", "poststart", "poststop"]
     # the state entry exists for the first two and is gone when poststop runs
     assert [n for _, n in lines] == ["1", "1", "0"]
+
+
+@needs_root
+@pytest.mark.e2e
+def test_run_detached_with_a_failing_start_hook_destroys_the_container(runtime, make_bundle,
+                                                                       tmp_path):
+    # as runc: a container `run -d` could not start is destroyed (the runtime-spec goes on
+    # to its deletion and poststop), not left behind stopped as `start` alone leaves it
+    from conftest import BASE_CONFIG
+
+    tmp_path.chmod(0o755)
+    ran, stopped = tmp_path / "ran", tmp_path / "stopped"
+    bad = script(tmp_path, "bad", "echo nope >&2; exit 1\n")  # a path inside the container too
+    poststop = script(tmp_path, "poststop", f"touch {stopped}\n")
+    mounts = [{"destination": str(tmp_path), "type": "bind", "source": str(tmp_path),
+               "options": ["rbind"]}]
+    bundle = make_bundle(["touch", str(ran)], hooks={"startContainer": [{"path": bad}],
+                                                     "poststop": [{"path": poststop}]},
+                         mounts=BASE_CONFIG["mounts"] + mounts)
+    pid_file = tmp_path / "pid"
+    r = subprocess.run(runtime.argv("run", "-d", "--pid-file", str(pid_file), "--bundle",
+                                    str(bundle), runtime.cid), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, env=runtime.env(), timeout=60)
+    assert r.returncode == 1
+    assert "hooks.startContainer[0]" in r.stderr and "nope" in r.stderr, r.stderr
+    assert not ran.exists()
+    assert stopped.exists()
+    assert not pid_file.exists()
+    assert runtime("state", runtime.cid).returncode != 0
+    # the fixture checks that no state, mount or cgroup is left

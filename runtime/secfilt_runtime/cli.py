@@ -334,7 +334,15 @@ def _run(p: Parsed, root: str) -> int:
                          new_keyring=not o.get("no_new_keyring"))
         from . import ops
 
-        ops.start(StateStore(root), container_id)
+        store = StateStore(root)
+        try:
+            ops.start(store, container_id)
+        except BaseException:
+            # as runc: a container `run -d` could not start is destroyed (the runtime-spec
+            # goes on to its deletion and poststop), not left stopped for a delete nobody
+            # will call, as the foreground run cleans up too
+            _delete_after_failed_start(store, container_id, pid_file)  # type: ignore[arg-type]
+            raise
         return 0
     if o.get("console_socket"):
         raise UsageError("run: --console-socket needs --detach (without it the terminal is "
@@ -342,6 +350,20 @@ def _run(p: Parsed, root: str) -> int:
     return lifecycle.run(os.path.abspath(str(bundle)), container_id, root,
                          pid_file,  # type: ignore[arg-type]
                          new_keyring=not o.get("no_new_keyring"))
+
+
+def _delete_after_failed_start(store: StateStore, container_id: str,
+                               pid_file: str | None) -> None:
+    from . import ops
+
+    try:
+        ops.delete(store, container_id, force=True)
+        if pid_file:
+            os.unlink(pid_file)  # create wrote it: it names the init just killed
+    except FileNotFoundError:
+        pass
+    except (SecfiltError, OSError) as e:  # the start's error is the one to report
+        log.warning(f"{container_id}: cannot delete the container that did not start: {e}")
 
 
 def _exec(store: StateStore, p: Parsed) -> int:
