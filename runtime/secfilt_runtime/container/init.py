@@ -68,6 +68,9 @@ def _stage1(chan: Channel, spec: Spec, plan: NamespacePlan, filters: Filters) ->
             ) from None
     if spec.linux.time_offsets:
         namespaces.write_time_offsets(spec.linux.time_offsets)
+    # the init talks on our channel: it waits until its pid is sent, which must come first
+    # (a busy machine could let it send `ready` or `error` before we return from the clone)
+    told_r, told_w = os.pipe2(os.O_CLOEXEC)
     try:
         pid = kernel.clone_process(kernel.CLONE_PARENT)
     except OSError as e:
@@ -77,8 +80,15 @@ def _stage1(chan: Channel, spec: Spec, plan: NamespacePlan, filters: Filters) ->
             message += f" (linux.resources.pids.limit is {limit})"
         raise SecfiltError(message) from None
     if pid == 0:
+        os.close(told_w)
+        if os.read(told_r, 1) != b"g":
+            os._exit(1)  # stage1 failed before sending our pid: it reports that
+        os.close(told_r)
         init_main(chan, spec, filters)
+    os.close(told_r)
     chan.send("init-pid", pid=pid)
+    os.write(told_w, b"g")
+    os.close(told_w)
 
 
 def init_main(chan: Channel, spec: Spec, filters: Filters | None = None) -> NoReturn:
