@@ -1,14 +1,24 @@
 """The policy log: one JSON object per line for each denied call (or, in audit mode, each call
 enforce mode would deny). Opened once, appended to with one write(2) per line (O_APPEND keeps
-lines whole when several tracers share a file)."""
+lines whole when several tracers share a file).
+
+The file is opened by the tracer, as the runtime's user (root), often where the sandbox may
+write (a log beside the work it refuses, in an allow-write volume), and again at every run. So
+no symlink is followed on the way to it (one planted there would have the tracer append to a
+host file the policy protects, or create one anywhere), and only a regular file is written
+(a device node planted there would take the lines raw). Only the opener's own descriptors
+(/dev/stderr, /proc/self/fd/N), which no sandbox can swap, are opened as named.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
+import re
+import stat
 import time
 
-from .. import jsonio
+from .. import jsonio, kernel
 from .judge import ARCH_NAMES, Decision
 
 # annotations only (strings here): typing costs ~5 ms of every secfilt start
@@ -18,11 +28,34 @@ if TYPE_CHECKING:
 
 
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+_NO_SYMLINKS = kernel.RESOLVE_NO_SYMLINKS
+_OWN_DESCRIPTOR = re.compile(r"/dev/std(out|err)|/dev/fd/\d+|/proc/(self|\d+)/fd/\d+")
+NOT_A_FILE = "not a regular file"
+THROUGH_A_SYMLINK = "a symlink on the way to it (name the file itself)"
+
+
+def open_log(path: str) -> int:
+    """A descriptor to append to `path`, created 0600 if missing (raises OSError)."""
+    if _OWN_DESCRIPTOR.fullmatch(path):
+        return os.open(path, _FLAGS)
+    try:
+        return kernel.openat2(-100, path, _FLAGS | os.O_CREAT | os.O_EXCL, 0o600, _NO_SYMLINKS)
+    except FileExistsError:
+        pass
+    # there: looked at through a path descriptor, reopened for writing only when a regular
+    # file (the same inode: no swap between the look and the open)
+    where = kernel.openat2(-100, path, os.O_PATH, 0, _NO_SYMLINKS)
+    try:
+        if not stat.S_ISREG(os.fstat(where).st_mode):
+            raise OSError(errno.EINVAL, NOT_A_FILE)
+        return os.open(f"/proc/self/fd/{where}", _FLAGS)
+    finally:
+        os.close(where)
 
 
 class PolicyLog:
     def __init__(self, path: str, container_id: str | None) -> None:
-        self.fd = os.open(path, _FLAGS | os.O_CREAT, 0o600)
+        self.fd = open_log(path)
         self.container_id = container_id
 
     def close(self) -> None:
@@ -33,20 +66,31 @@ class PolicyLog:
 
 
 def cannot_open(path: str) -> str | None:
-    """Why PolicyLog could not open `path` (strerror), or None: the tracer opens it after the
-    fork, where a failure no longer names the setting, so callers check first. Nothing is
-    created here, so a run refused later leaves no file behind."""
+    """Why open_log could not open `path`, or None: the tracer opens it after the fork, where
+    a failure no longer names the setting, so callers check first. Nothing is created here,
+    so a run refused later leaves no file behind."""
+    if not os.path.isabs(path):
+        return "not an absolute path"
     try:
-        if os.path.lexists(path):
+        if _OWN_DESCRIPTOR.fullmatch(path):
             os.close(os.open(path, _FLAGS))
             return None
+        try:
+            os.close(kernel.openat2(-100, path, os.O_PATH, 0, _NO_SYMLINKS))
+        except FileNotFoundError:
+            parent = kernel.openat2(-100, os.path.dirname(path), os.O_PATH | os.O_DIRECTORY,
+                                    0, _NO_SYMLINKS)
+            try:
+                if not os.access(f"/proc/self/fd/{parent}", os.W_OK | os.X_OK):
+                    return os.strerror(errno.EACCES)
+            finally:
+                os.close(parent)
+            return None
+        os.close(open_log(path))
     except OSError as e:
-        return e.strerror
-    parent = os.path.dirname(path) or "."
-    if not os.path.isdir(parent):
-        return os.strerror(errno.ENOENT)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return os.strerror(errno.EACCES)
+        if e.errno == errno.ELOOP:
+            return THROUGH_A_SYMLINK
+        return NOT_A_FILE if e.strerror == NOT_A_FILE else os.strerror(e.errno)
     return None
 
 
