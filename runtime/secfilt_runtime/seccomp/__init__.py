@@ -21,7 +21,16 @@ from .. import kernel
 from ..errors import ConfigError, ContainerError
 from ..log import log
 from ..records import field, record
-from .profile import AUDIT_ARCH, FLAG_NEW_LISTENER, NATIVE_ARCH, NOTIFY, Profile, parse, to_json
+from .profile import (
+    AUDIT_ARCH,
+    FLAG_NEW_LISTENER,
+    NATIVE_ARCH,
+    NOTIFY,
+    Profile,
+    parse,
+    to_json,
+    without_tracer,
+)
 
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
 TYPE_CHECKING = False
@@ -89,6 +98,8 @@ def prepare(spec_seccomp: dict[str, Any] | None, policy: Policy | None, *,
     destination calls go to a listener (policy.filter.build), handed over like NOTIFY's."""
     profile = parse(spec_seccomp) if spec_seccomp is not None else None
     pol = policy_profile(policy, supervised)
+    if profile is not None and pol is not None:
+        profile = without_tracer(profile)
     if profile is None and pol is None:
         return Filters()
     # here, not at the top: a container without filters needs none of them (install, in the

@@ -192,6 +192,23 @@ def _rule(doc: object, field: str) -> Rule:
     return Rule(names=tuple(names), action=action, args=tuple(args))
 
 
+def without_tracer(profile: Profile) -> Profile:
+    """`profile` as it acts in a container with no tracer (runc's, crun's): a
+    SCMP_ACT_TRACE there fails the call with ENOSYS. Under a secfilter policy the runtime's
+    tracer receives every TRACE stop, the profile's included, and would judge such a call
+    (and let most through): the profile's TRACE is given as that ENOSYS instead."""
+    def plain(action: Action) -> Action:
+        return Action("SCMP_ACT_ERRNO", errno=errno_mod.ENOSYS) if action.name == TRACE \
+            else action
+
+    if profile.default_action.name != TRACE and all(r.action.name != TRACE
+                                                    for r in profile.rules):
+        return profile
+    return records.replace(profile, default_action=plain(profile.default_action),
+                           rules=tuple(records.replace(r, action=plain(r.action))
+                                       for r in profile.rules))
+
+
 def condition_groups(args: tuple[ArgCondition, ...]) -> list[tuple[ArgCondition, ...]]:
     """The argument conditions of one rule as the filter tests them: all together, or each on
     its own when an index repeats (runc's behaviour: an AND of them could never match)."""
