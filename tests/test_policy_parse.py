@@ -108,13 +108,28 @@ def test_mapped_ipv6_netmask_becomes_ipv4(tmp_path: Path) -> None:
         ip_network("10.0.0.0/8"),)
 
 
-def test_allow_write_is_made_canonical_inside_the_rootfs(tmp_path: Path) -> None:
+def test_allow_write_through_an_image_symlink_stays_as_named(tmp_path: Path, capsys) -> None:
+    """A link in the image is its author's: followed, /scratch -> / would make allow-write the
+    whole root. The path is kept as named (normalized), which every layer then keeps
+    read-only, and a warning names the link's target."""
     (tmp_path / "run").mkdir()
     (tmp_path / "var").mkdir()
     (tmp_path / "var" / "run").symlink_to("/run")          # absolute: inside the rootfs
     (tmp_path / "escape").symlink_to("../../../../etc")     # clamped at the rootfs
-    p = ann(tmp_path, allow_write="/var/run/,/escape/x,/a/./b/../c,/missing/dir")
-    assert p.allow_write == ("/run", "/etc/x", "/a/c", "/missing/dir")
+    p = ann(tmp_path, allow_write="/var/run/,/escape/x,/a/./b/../c,/missing/dir,/run/x")
+    assert p.allow_write == ("/var/run", "/escape/x", "/a/c", "/missing/dir", "/run/x")
+    err = capsys.readouterr().err
+    assert "/var/run/ goes through a symlink in the container's root (to /run)" in err
+    assert "/escape/x goes through a symlink in the container's root (to /etc/x)" in err
+    assert "/a/./b/../c" not in err and "/run/x" not in err
+
+
+def test_secfilt_follows_the_host_s_own_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    p = parse.build([parse.Setting("allow-write", str(tmp_path / "link"), "--allow-write")],
+                    rootfs="/")
+    assert p.allow_write == (str(tmp_path / "real"),)
 
 
 def test_symlink_loop_is_an_error(tmp_path: Path) -> None:

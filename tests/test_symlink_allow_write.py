@@ -128,3 +128,23 @@ def test_container_control_the_target_named_itself_is_writable(runtime, make_bun
     r = runtime.run(_bundle(make_bundle, tree, f"{TREE}/forbidden,{TREE}/allowed"))
     assert _verdicts(r.stdout) == {"link": 0, "target": 0, "allowed": 0}, (r.stdout, r.stderr)
     assert (tree / "forbidden" / "victim").read_text() == "changed\n"
+
+
+@needs_root
+@pytest.mark.parametrize("link", ["/", "../.."])
+def test_a_link_in_the_image_does_not_widen_allow_write(runtime, make_bundle, link) -> None:
+    """The policy's paths are read in the image's root when the container is created: a link
+    there (/scratch -> /, or one climbing out with ..) made allow-write=/scratch the whole
+    root, writable by every layer (found by a review). It stays read-only, and says so."""
+    bundle = make_bundle(["sh", "-c", "echo x > /scratch/planted; echo x > /planted; "
+                          "chmod 777 /etc; echo done"], writable_rootfs=True, annotations={
+        "org.secfilter.read-only": "true", "org.secfilter.allow-write": "/scratch"})
+    root = bundle / "rootfs"
+    (root / "scratch").symlink_to(link)
+    mode = (root / "etc").stat().st_mode
+    r = runtime.run(bundle)
+    assert "done" in r.stdout, r.stderr
+    assert 'annotations["org.secfilter.allow-write"]: /scratch goes through a symlink in ' \
+        "the container's root" in r.stderr, r.stderr
+    assert not (root / "planted").exists()
+    assert (root / "etc").stat().st_mode == mode

@@ -13,7 +13,7 @@ import os
 import posixpath
 
 from .. import jsonio
-from ..errors import ConfigError
+from ..errors import ConfigError, warn
 from ..records import record
 from . import resolv
 from .model import Policy
@@ -243,6 +243,10 @@ def canonical_in_root(root: str, path: str,
     return "/" + "/".join(done)
 
 
+def _no_link(path: str) -> str:
+    raise OSError(path)  # canonical_in_root then normalizes the names as written
+
+
 # --- the builder ---------------------------------------------------------------------------
 
 
@@ -269,6 +273,16 @@ def build(settings: Iterable[Setting], *, rootfs: str = "/", strict_bools: bool 
                 path = canonical_in_root(rootfs, s.value)
             except ConfigError as e:
                 raise ConfigError(f"{s.source}: {e}") from None
+            named = canonical_in_root(rootfs, s.value, readlink=_no_link)
+            if path != named and rootfs != "/":
+                # the image's symlinks are the image author's, who may make "/scratch" name
+                # "/": a path that goes through one stays read-only, as the layers keep one
+                # they meet when they set up (policy.mounts.freeze, landlock); the host's
+                # (secfilt) are the host's own, and followed
+                warn(f"{s.source}: {s.value} goes through a symlink in the container's root "
+                     f"(to {path}); it stays read-only (name the link's target to allow "
+                     "writes there)")
+                path = named
             if path not in allow_write:
                 allow_write.append(path)
         elif s.key == "allowed-netmask":
