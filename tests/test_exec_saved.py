@@ -113,12 +113,23 @@ def _bad_seccomp(doc: dict) -> None:
     doc["confinement"]["seccomp"] = "allow everything"
 
 
+def _bad_capabilities(doc: dict) -> None:
+    doc["confinement"]["capabilities"] = {"bounding": "ALL"}
+
+
+def _bad_rlimits(doc: dict) -> None:
+    doc["confinement"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": "lots", "hard": 1}]
+
+
 @pytest.mark.parametrize("change, message", [
     (_drop, "state.json has no saved confinement"),
     (_policy_gone, "confinement.policy is gone but the container was created under a policy"),
     (_bad_path, "confinement.policy.allow_write: must be a list of absolute paths"),
     (_bad_seccomp, "confinement.seccomp must be an object or null"),
-], ids=["no-confinement", "policy-gone", "bad-allow-write", "bad-seccomp"])
+    (_bad_capabilities, "confinement.capabilities: must be null or an object of the five"),
+    (_bad_rlimits, "confinement.rlimits: must be a list of {type, soft, hard}"),
+], ids=["no-confinement", "policy-gone", "bad-allow-write", "bad-seccomp", "bad-capabilities",
+        "bad-rlimits"])
 def test_exec_refuses_a_damaged_state(runtime, make_bundle, tmp_path, change, message):
     """Nothing is executed, the message names the field, the container itself goes on."""
     tree = host_tree(tmp_path)
@@ -141,7 +152,10 @@ def test_a_container_without_policy_saves_its_profile_alone(runtime, make_bundle
         {"destination": TREE, "type": "bind", "source": str(tree), "options": ["rbind"]}])
     with container(runtime, bundle) as cid:
         saved = json.loads((runtime.state_root / cid / "state.json").read_text())
-        assert saved["confinement"] == {"policy": None, "seccomp": NO_MKDIR}
+        assert saved["confinement"] == {
+            "policy": None, "seccomp": NO_MKDIR, "rlimits": [],
+            "capabilities": {**{k: [] for k in ("inheritable", "ambient")},
+                             **BASE_CONFIG["process"]["capabilities"]}}
         config = json.loads((bundle / "config.json").read_text())
         del config["linux"]["seccomp"]
         (bundle / "config.json").write_text(json.dumps(config))

@@ -1,4 +1,5 @@
-"""What `create` saves in state.json for `exec`: the container's policy and linux.seccomp.
+"""What `create` saves in state.json for `exec`: the container's policy and linux.seccomp, and
+the init's capabilities and rlimits.
 
 An exec'd process must be confined as the container was created, whatever the bundle's
 config.json says by then: an engine, or anyone who can edit the file after create, must not
@@ -6,8 +7,15 @@ be able to widen (or drop) the confinement of the processes exec adds. So the po
 resolved at create (canonical allow-write paths, the nameservers allow-resolv found), and the
 linux.seccomp section go into state.json as plain JSON, and exec reads them from there only.
 
-`to_state` runs in create and imports nothing; `from_state` runs in exec and checks every
-field: a damaged state refuses the exec, it never leaves the process less confined.
+The capabilities and rlimits are what an exec'd process gets when it does not give its own,
+as runc's exec takes them from the container's config (libcontainer's newInitConfig); without
+them saved, the process would keep the runtime's full root set. A state.json written before
+they were saved has no "capabilities" key: exec then refuses a process that would need them
+(`SavedProcess.capabilities` is MISSING) rather than guess.
+
+`to_state` runs in create and imports nothing; `from_state` and `saved_process` run in exec
+and check every field: a damaged state refuses the exec, it never leaves the process less
+confined.
 """
 
 from __future__ import annotations
@@ -20,13 +28,20 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .policy.model import Policy
+    from .spec import Capabilities, Process, Rlimit
 
 _BOOLS = ("read_only", "no_outbound_network", "allow_resolv", "mainstream_network_families")
 _NETWORKS = ("netmasks", "nameservers")
 
 
-def to_state(policy: Policy | None, seccomp: dict[str, Any] | None) -> dict[str, Any]:
-    """The saved form: {"policy": {...} or None, "seccomp": {...} or None}."""
+_CAP_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+MISSING = "missing"  # SavedProcess.capabilities of a state.json older than the saving of them
+
+
+def to_state(policy: Policy | None, seccomp: dict[str, Any] | None,
+             process: Process | None = None) -> dict[str, Any]:
+    """The saved form: {"policy": {...} or None, "seccomp": {...} or None, "capabilities":
+    {set: [names]} or None (the init keeps what the runtime has), "rlimits": [...]}."""
     doc = None
     if policy is not None:
         doc = {
@@ -39,7 +54,13 @@ def to_state(policy: Policy | None, seccomp: dict[str, Any] | None) -> dict[str,
             "errno": policy.errno,
             "sources": dict(policy.sources),
         }
-    return {"policy": doc, "seccomp": seccomp}
+    caps = process.capabilities if process is not None else None
+    return {
+        "policy": doc, "seccomp": seccomp,
+        "capabilities": None if caps is None else {k: list(getattr(caps, k)) for k in _CAP_SETS},
+        "rlimits": [{"type": r.type, "soft": r.soft, "hard": r.hard}
+                    for r in (process.rlimits if process is not None else ())],
+    }
 
 
 def from_state(saved: Any, container_id: str, *, traced: bool
@@ -105,3 +126,46 @@ def _policy(doc: Any, where: str) -> Policy:
         "sources", lambda v: isinstance(v, dict)
         and all(isinstance(x, str) for x in (*v, *v.values())), "an object of strings"))
     return Policy(**values)
+
+
+class SavedProcess:
+    """The init's capabilities (a Capabilities, None, or MISSING) and rlimits (None when the
+    state predates their saving), for the process exec adds."""
+
+    __slots__ = ("capabilities", "rlimits")
+
+    def __init__(self, capabilities: Capabilities | str | None,
+                 rlimits: tuple[Rlimit, ...] | None) -> None:
+        self.capabilities = capabilities
+        self.rlimits = rlimits
+
+
+def saved_process(saved: dict[str, Any], container_id: str) -> SavedProcess:
+    """What create saved of the init's process; `saved` has passed from_state. Raises
+    StateError naming the field."""
+    from .container.capabilities import CAPABILITIES
+    from .container.process import RLIMITS
+    from .spec import Capabilities, Rlimit
+
+    where = f"container {container_id}: state.json: confinement"
+    caps: Capabilities | str | None = MISSING
+    if "capabilities" in saved:
+        doc = saved["capabilities"]
+        if doc is None:
+            caps = None
+        elif isinstance(doc, dict) and set(doc) == set(_CAP_SETS) and all(
+                isinstance(v, list) and all(n in CAPABILITIES for n in v) for v in doc.values()):
+            caps = Capabilities(**{k: tuple(v) for k, v in doc.items()})
+        else:
+            raise StateError(f"{where}.capabilities: must be null or an object of the five "
+                             "sets, each a list of capability names")
+    rlimits = None
+    if "rlimits" in saved:
+        doc = saved["rlimits"]
+        if not isinstance(doc, list) or not all(
+                isinstance(r, dict) and r.keys() == {"type", "soft", "hard"}
+                and r["type"] in RLIMITS and type(r["soft"]) is int and type(r["hard"]) is int
+                for r in doc):
+            raise StateError(f"{where}.rlimits: must be a list of {{type, soft, hard}}")
+        rlimits = tuple(Rlimit(r["type"], r["soft"], r["hard"]) for r in doc)
+    return SavedProcess(caps, rlimits)

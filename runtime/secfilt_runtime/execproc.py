@@ -11,8 +11,9 @@ secfilt-runtime exec           (host; the process's parent, as runc's exec is)
 
 The process gets the same seccomp programs as the init (linux.seccomp and the policy's), built
 from what create saved in state.json (see confinement: config.json may have been edited since),
-and is seized by the container's tracer before it loads them. config.json gives only the
-defaults of the process itself (args, env, user, cwd...), as it does for runc's exec.
+and is seized by the container's tracer before it loads them. So are the capabilities and
+rlimits the process does not give itself: the init's, as saved. config.json gives only the
+other defaults of the process itself (args, env, user, cwd...), as it does for runc's exec.
 """
 
 from __future__ import annotations
@@ -76,35 +77,58 @@ def parse_user(text: str) -> tuple[int, int | None]:
     return uid, gid
 
 
-def build_process(base: Process | None, opts: ExecOptions) -> Process:
+def build_process(base: Process | None, opts: ExecOptions, saved: confinement.SavedProcess,
+                  container_id: str) -> Process:
     """The process to execute: --process FILE as it is, or the container's process with the
     command line's args and overrides (runc's rule: env adds to the config's, cwd and user
-    replace)."""
+    replace, --cap adds). Either way, capabilities and rlimits it does not give are the
+    init's as create saved them (runc's exec takes the container config's), not config.json's
+    now and never the runtime's own."""
     if opts.process_file is not None:
         if opts.args:
             raise ConfigError("exec: give either --process FILE or a command, not both")
-        return _load_process_file(opts.process_file)
+        # as runc, the command line's overrides (--cap included) are for its own form only
+        proc = _load_process_file(opts.process_file)
+        return _with_saved(proc, proc.capabilities is None, not proc.rlimits, saved,
+                           container_id)
     if not opts.args:
         raise ConfigError("exec: no command given (args or --process FILE)")
     if base is None:
         raise ConfigError("exec: config.json has no process to take the defaults from")
-    user = base.user
+    proc = _with_saved(base, True, True, saved, container_id)
+    user = proc.user
     if opts.user is not None:
         uid, gid = parse_user(opts.user)
-        user = User(uid=uid, gid=base.user.gid if gid is None else gid, umask=base.user.umask,
+        user = User(uid=uid, gid=proc.user.gid if gid is None else gid, umask=proc.user.umask,
                     additional_gids=())
     if opts.additional_gids:
         user = records.replace(user, additional_gids=opts.additional_gids)
-    caps = base.capabilities
+    caps = proc.capabilities
     if opts.cap_add and caps is not None:
         caps = records.replace(caps, **{
             k: tuple(dict.fromkeys(getattr(caps, k) + opts.cap_add))
             for k in ("bounding", "effective", "permitted")})
     return records.replace(
-        base, args=opts.args, terminal=opts.tty, cwd=opts.cwd or base.cwd,
-        env=base.env + opts.env, user=user, capabilities=caps,
-        no_new_privileges=base.no_new_privileges or opts.no_new_privs,
+        proc, args=opts.args, terminal=opts.tty, cwd=opts.cwd or proc.cwd,
+        env=proc.env + opts.env, user=user, capabilities=caps,
+        no_new_privileges=proc.no_new_privileges or opts.no_new_privs,
     )
+
+
+def _with_saved(proc: Process, caps: bool, rlimits: bool, saved: confinement.SavedProcess,
+                container_id: str) -> Process:
+    """`proc` with the init's saved capabilities (`caps`) and rlimits (`rlimits`)."""
+    if caps:
+        if saved.capabilities is confinement.MISSING:
+            raise StateError(
+                f"container {container_id}: state.json has no saved capabilities of the "
+                "container (written by an older secfilt-runtime): exec refused rather than "
+                "run with the runtime's own; give process.capabilities in --process FILE, "
+                "or delete and create the container again")
+        proc = records.replace(proc, capabilities=saved.capabilities)
+    if rlimits and saved.rlimits is not None:  # an older state: what proc says, as before
+        proc = records.replace(proc, rlimits=saved.rlimits)
+    return proc
 
 
 def _load_process_file(path: str) -> Process:
@@ -141,15 +165,16 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
 
     spec = spec_mod.load_bundle(st.bundle,
                                 validation_cache=os.path.join(store.root, DIR_NAME))
-    proc = build_process(spec.process, opts)
+    # the confinement create saved, not config.json's (which may have been edited since)
+    policy, saved_seccomp = confinement.from_state(st.confinement, st.id,
+                                                   traced=bool(st.tracer_socket))
+    proc = build_process(spec.process, opts, confinement.saved_process(st.confinement, st.id),
+                         st.id)
     if proc.terminal and detach and not console_socket:
         raise ConfigError("--tty: cannot allocate a terminal with --detach and no "
                           "--console-socket")
     if console_socket and not proc.terminal:
         raise ConfigError("--console-socket: the process has no terminal (--tty)")
-    # the confinement create saved, not config.json's (which may have been edited since)
-    policy, saved_seccomp = confinement.from_state(st.confinement, st.id,
-                                                   traced=bool(st.tracer_socket))
     spec = records.replace(spec, process=proc,
                                linux=records.replace(spec.linux, seccomp=saved_seccomp),
                                session_keyring=st.session_keyring or None)

@@ -186,7 +186,7 @@ def launch(
         runtime_start_time=proc_start_time(me) or 0,
         hooks=spec.hooks,
         confinement=to_state(filters.policy if filters is not None else None,
-                             spec.linux.seccomp),
+                             spec.linux.seccomp, spec.process),
         session_keyring=spec.session_keyring or "",
     )
     store.save(state)  # "creating": should this process die, delete still finds what to clean

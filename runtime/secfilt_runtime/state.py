@@ -93,8 +93,9 @@ _FIELDS: dict[str, Any] = {
     "tracer_start_time": 0,
     "tracer_socket": "",  # where exec asks the tracer to seize its processes
     "hooks": {},
-    # the policy and linux.seccomp as create resolved them (confinement.to_state): exec confines
-    # its processes by these, never by a config.json edited since
+    # the policy and linux.seccomp as create resolved them, and the init's capabilities and
+    # rlimits (confinement.to_state): exec confines its processes by these, never by a
+    # config.json edited since
     "confinement": {},
     "session_keyring": "",  # what exec's processes join ("": the caller's, --no-new-keyring)
 }
