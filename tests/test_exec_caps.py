@@ -77,8 +77,9 @@ def test_cap_is_ignored_with_a_process_file(runtime, make_bundle, tmp_path):
 
 
 def test_the_command_line_form_takes_the_saved_set_and_cap_adds_to_it(runtime, make_bundle):
-    """runc's --cap adds to bounding, effective and permitted. The base is what create saved:
-    a config.json widened since does not count."""
+    """runc's --cap adds to bounding, effective and permitted, and to ambient when the
+    container has an inheritable set. The base is what create saved: a config.json widened
+    since does not count."""
     bundle = small_bundle(make_bundle)
     with container(runtime, bundle) as cid:
         config = json.loads((bundle / "config.json").read_text())
@@ -94,9 +95,30 @@ def test_the_command_line_form_takes_the_saved_set_and_cap_adds_to_it(runtime, m
         r = runtime("exec", "--cap", "CAP_KILL", cid, "sh", "-c", SHOW)
         assert r.returncode == 0, r.stderr
         mine, _, _ = parse(r.stdout)
+        # inheritable is not widened, so the kernel keeps CAP_KILL out of ambient
         assert mine == {"CapInh": CAP_CHOWN, "CapPrm": CAP_CHOWN | CAP_KILL,
                         "CapEff": CAP_CHOWN | CAP_KILL, "CapBnd": CAP_CHOWN | CAP_KILL,
                         "CapAmb": CAP_CHOWN}
+
+
+def test_cap_reaches_ambient_for_a_user_when_inheritable_has_it(runtime, make_bundle):
+    """runc adds --cap to ambient when the container has an inheritable set: a cap that set
+    holds then survives a non-root user's execve."""
+    caps = {"bounding": ["CAP_CHOWN", "CAP_KILL"], "inheritable": ["CAP_CHOWN", "CAP_KILL"],
+            "effective": ["CAP_CHOWN"], "permitted": ["CAP_CHOWN"], "ambient": []}
+    bundle = make_bundle(["sleep", "60"], process={"capabilities": caps})
+    with container(runtime, bundle) as cid:
+        r = runtime("exec", "--user", "1000:1000", cid, "sh", "-c", SHOW)
+        assert r.returncode == 0, r.stderr
+        mine, _, _ = parse(r.stdout)
+        assert mine == {"CapInh": CAP_CHOWN | CAP_KILL, "CapPrm": 0, "CapEff": 0,
+                        "CapBnd": CAP_CHOWN | CAP_KILL, "CapAmb": 0}
+        r = runtime("exec", "--user", "1000:1000", "--cap", "CAP_KILL", cid, "sh", "-c", SHOW)
+        assert r.returncode == 0, r.stderr
+        mine, _, _ = parse(r.stdout)
+        assert mine == {"CapInh": CAP_CHOWN | CAP_KILL, "CapPrm": CAP_KILL,
+                        "CapEff": CAP_KILL, "CapBnd": CAP_CHOWN | CAP_KILL,
+                        "CapAmb": CAP_KILL}
 
 
 def _old_state(doc: dict) -> None:

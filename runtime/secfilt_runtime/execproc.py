@@ -105,9 +105,12 @@ def build_process(base: Process | None, opts: ExecOptions, saved: confinement.Sa
         user = records.replace(user, additional_gids=opts.additional_gids)
     caps = proc.capabilities
     if opts.cap_add and caps is not None:
+        # runc adds to ambient only when there is an inheritable set: the kernel raises an
+        # ambient cap only if it is inheritable too
+        grown = ("bounding", "effective", "permitted", *(("ambient",) if caps.inheritable
+                                                         else ()))
         caps = records.replace(caps, **{
-            k: tuple(dict.fromkeys(getattr(caps, k) + opts.cap_add))
-            for k in ("bounding", "effective", "permitted")})
+            k: tuple(dict.fromkeys(getattr(caps, k) + opts.cap_add)) for k in grown})
     return records.replace(
         proc, args=opts.args, terminal=opts.tty, cwd=opts.cwd or proc.cwd,
         env=proc.env + opts.env, user=user, capabilities=caps,
