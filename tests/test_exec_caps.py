@@ -152,3 +152,17 @@ def _file(tmp_path: Path) -> Path:
     path.write_text(json.dumps({"args": ["sh", "-c", SHOW], "cwd": "/",
                                 "user": {"uid": 0, "gid": 0}}))
     return path
+
+
+def test_the_command_line_form_keeps_the_saved_no_new_privileges(runtime, make_bundle,
+                                                                 tmp_path):
+    """noNewPrivileges too is the init's as create saved it: a config.json edited after create
+    to drop it does not take it from the command-line exec."""
+    bundle = make_bundle(["sleep", "60"], process={"noNewPrivileges": True})
+    with container(runtime, bundle) as cid:
+        config = json.loads((bundle / "config.json").read_text())
+        config["process"]["noNewPrivileges"] = False
+        (bundle / "config.json").write_text(json.dumps(config))
+        r = runtime("exec", cid, "grep", "NoNewPrivs", "/proc/self/status")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["NoNewPrivs:", "1"], r.stdout

@@ -154,6 +154,7 @@ def test_a_container_without_policy_saves_its_profile_alone(runtime, make_bundle
         saved = json.loads((runtime.state_root / cid / "state.json").read_text())
         assert saved["confinement"] == {
             "policy": None, "seccomp": NO_MKDIR, "rlimits": [],
+            "noNewPrivileges": BASE_CONFIG["process"].get("noNewPrivileges", False),
             "capabilities": {**{k: [] for k in ("inheritable", "ambient")},
                              **BASE_CONFIG["process"]["capabilities"]}}
         config = json.loads((bundle / "config.json").read_text())

@@ -41,7 +41,8 @@ MISSING = "missing"  # SavedProcess.capabilities of a state.json older than the 
 def to_state(policy: Policy | None, seccomp: dict[str, Any] | None,
              process: Process | None = None) -> dict[str, Any]:
     """The saved form: {"policy": {...} or None, "seccomp": {...} or None, "capabilities":
-    {set: [names]} or None (the init keeps what the runtime has), "rlimits": [...]}."""
+    {set: [names]} or None (the init keeps what the runtime has), "rlimits": [...],
+    "noNewPrivileges": bool}."""
     doc = None
     if policy is not None:
         doc = {
@@ -60,6 +61,7 @@ def to_state(policy: Policy | None, seccomp: dict[str, Any] | None,
         "capabilities": None if caps is None else {k: list(getattr(caps, k)) for k in _CAP_SETS},
         "rlimits": [{"type": r.type, "soft": r.soft, "hard": r.hard}
                     for r in (process.rlimits if process is not None else ())],
+        "noNewPrivileges": process is not None and process.no_new_privileges,
     }
 
 
@@ -129,15 +131,17 @@ def _policy(doc: Any, where: str) -> Policy:
 
 
 class SavedProcess:
-    """The init's capabilities (a Capabilities, None, or MISSING) and rlimits (None when the
-    state predates their saving), for the process exec adds."""
+    """The init's capabilities (a Capabilities, None, or MISSING), rlimits and
+    noNewPrivileges (None when the state predates their saving), for the process exec adds."""
 
-    __slots__ = ("capabilities", "rlimits")
+    __slots__ = ("capabilities", "rlimits", "no_new_privileges")
 
     def __init__(self, capabilities: Capabilities | str | None,
-                 rlimits: tuple[Rlimit, ...] | None) -> None:
+                 rlimits: tuple[Rlimit, ...] | None,
+                 no_new_privileges: bool | None = None) -> None:
         self.capabilities = capabilities
         self.rlimits = rlimits
+        self.no_new_privileges = no_new_privileges
 
 
 def saved_process(saved: dict[str, Any], container_id: str) -> SavedProcess:
@@ -168,4 +172,7 @@ def saved_process(saved: dict[str, Any], container_id: str) -> SavedProcess:
                 for r in doc):
             raise StateError(f"{where}.rlimits: must be a list of {{type, soft, hard}}")
         rlimits = tuple(Rlimit(r["type"], r["soft"], r["hard"]) for r in doc)
-    return SavedProcess(caps, rlimits)
+    no_new_privileges = saved.get("noNewPrivileges")
+    if no_new_privileges is not None and type(no_new_privileges) is not bool:
+        raise StateError(f"{where}.noNewPrivileges: must be a boolean")
+    return SavedProcess(caps, rlimits, no_new_privileges)

@@ -111,10 +111,13 @@ def build_process(base: Process | None, opts: ExecOptions, saved: confinement.Sa
                                                          else ()))
         caps = records.replace(caps, **{
             k: tuple(dict.fromkeys(getattr(caps, k) + opts.cap_add)) for k in grown})
+    # the init's as create saved it, not config.json's now (an older state: config.json's)
+    no_new_privs = proc.no_new_privileges if saved.no_new_privileges is None \
+        else saved.no_new_privileges
     return records.replace(
         proc, args=opts.args, terminal=opts.tty, cwd=opts.cwd or proc.cwd,
         env=proc.env + opts.env, user=user, capabilities=caps,
-        no_new_privileges=proc.no_new_privileges or opts.no_new_privs,
+        no_new_privileges=no_new_privs or opts.no_new_privs,
     )
 
 
