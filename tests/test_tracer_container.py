@@ -10,8 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_tracer_harness import HAVE_GCC, enter_root, run_traced
+from test_tracer_harness import HAVE_GCC, enter_root, log_records, run_traced
 
+from secfilt_runtime import kernel
 from secfilt_runtime.policy.model import Policy
 
 pytestmark = [pytest.mark.skipif(not HAVE_GCC, reason="needs gcc to build the helper"),
@@ -63,3 +64,26 @@ def test_host_paths_outside_the_root_are_not_writable_by_name(root: Path, tmp_pa
     # the path does not exist in the container's view: the kernel's own ENOENT
     assert out.answer("open_w", 1) == f"ERR {errno.ENOENT}"
     assert os.listdir(host_dir) == []
+
+
+def _enter_root_and_a_pid_namespace(root: str) -> None:  # pragma: no cover - forked child
+    enter_root(root)
+    kernel.unshare(kernel.CLONE_NEWPID)  # the helper's children: pid 1 of a namespace below
+
+
+def test_proc_self_is_the_tracee_at_the_level_of_its_procfs(root: Path, tmp_path: Path
+                                                           ) -> None:
+    # the child is pid 1 of its own pid namespace, but /proc is the outer namespace's (no
+    # remount): there its "self" is its outer number. Read as 1 it would name another task.
+    # (One child per run: a pid namespace takes no new task once its pid 1 is gone.)
+    policy = Policy(read_only=True, allow_write=("/allowed",))
+    log = str(tmp_path / "log")
+    answers = [run_traced(policy, ["/bin/helper", "fork_open_w", path], log_path=log,
+                          setup=functools.partial(_enter_root_and_a_pid_namespace, str(root))
+                          ).answer("child_open")
+               for path in ("/proc/self/cwd/allowed/nested",
+                            "/proc/thread-self/root/denied/nested")]
+    assert answers == ["OK", EPERM], log_records(log)
+    assert [r["args"]["path"] for r in log_records(log)] == ["/denied/nested"]
+    assert os.listdir(root / "allowed") == ["nested"]
+    assert sorted(os.listdir(root / "denied")) == ["file"]

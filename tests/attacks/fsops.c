@@ -230,6 +230,24 @@ static int by_op(const char *op, int argc, char **argv)
         snprintf(p, sizeof p, "/proc/self/fd/%d/%s", opath(a), b);
         return write_through(op, syscall(SYS_open, p, O_WRONLY | O_CREAT, 0644));
     }
+    if (IS("proc_thread_cwd_creat")) {  /* DIR NAME: /proc/thread-self/cwd/NAME */
+        if (chdir(a) < 0)
+            die_setup("chdir");
+        char p[4096];
+        snprintf(p, sizeof p, "/proc/thread-self/cwd/%s", b);
+        return write_through(op, syscall(SYS_open, p, O_WRONLY | O_CREAT, 0644));
+    }
+    if (IS("tmpfile_proc_link")) {  /* DIR DEST: an O_TMPFILE in DIR, linked in as DEST
+                                       through /proc/self/fd/N (linkat(2)'s unprivileged way) */
+        int fd = (int)syscall(SYS_open, a, O_TMPFILE | O_WRONLY, 0644);
+        if (fd < 0)
+            return report("open(O_TMPFILE)", -1);
+        if (write(fd, payload, sizeof payload - 1) < 0)
+            die_setup("write");
+        char p[64];
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        return report(op, syscall(SYS_linkat, AT_FDCWD, p, AT_FDCWD, b, AT_SYMLINK_FOLLOW));
+    }
     if (IS("proc_fd_reopen")) {  /* FILE: opened for reading, reopened for writing by fd */
         char p[64];
         snprintf(p, sizeof p, "/proc/self/fd/%d", ordonly(a));
