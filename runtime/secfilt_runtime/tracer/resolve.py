@@ -377,15 +377,19 @@ class Resolver:
     def _symlink(self, cur: _Dir, name: str) -> tuple[_Dir, str | None]:
         """Follow the symlink `name` in `cur`: (directory to go on from, target text), or for
         a procfs magic link (dir of the file it names, None) after the kernel followed it."""
-        target = os.readlink(name, dir_fd=cur.fd)
         # asked afresh here (not the per-device memo): a magic link taken for an ordinary one
         # would be read in the tracer's view
-        if kernel.statfs_type(f"/proc/self/fd/{cur.fd}") != kernel.PROC_SUPER_MAGIC:
+        on_procfs = kernel.statfs_type(f"/proc/self/fd/{cur.fd}") == kernel.PROC_SUPER_MAGIC
+        if on_procfs and name in ("self", "thread-self") and os.stat(cur.fd).st_ino == 1:
+            # the procfs root's self links name the reader: never read them, the tracer is
+            # another reader (outside a container's pid namespace it is nobody there: ENOENT)
+            return cur, self._self_target(cur.fd, name)
+        try:
+            target = os.readlink(name, dir_fd=cur.fd)
+        except OSError as e:
+            raise Unjudgeable(f"{_join(cur.parts + [name])}: {e.strerror}") from None
+        if not on_procfs:
             return cur, target
-        if name in ("self", "thread-self") and os.stat(cur.fd).st_ino == 1:
-            # the procfs root's self link names the reader (us): substitute the tracee
-            tgid, tid = _ns_ids(self.tid)
-            return cur, str(tgid) if name == "self" else f"{tgid}/task/{tid}"
         if not target.startswith("/") and ":" not in target:
             return cur, target  # an ordinary procfs symlink (mounts -> self/mounts)
         try:
@@ -393,6 +397,50 @@ class Resolver:
         except OSError as e:
             raise Unjudgeable(f"{_join(cur.parts + [name])}: {e.strerror}") from None
         return _Dir(self._canonical(fd), fd), None
+
+    def _self_target(self, proc_fd: int, name: str) -> str:
+        """What the procfs root's `name` ("self" or "thread-self") says to the tracee: "TGID"
+        or "TGID/task/TID", its numbers in that procfs's pid namespace. The tracer knows
+        them at every level from its own down (NStgid, NSpid) but not which level the procfs
+        is at (a container's is the tracee's innermost, unless the tracee made a pid
+        namespace of its own), so each is tried, innermost first, and taken only when that
+        entry of the procfs is the tracee's thread group: its pid namespace is the tracee's,
+        where its number is the tracee's (unique there). Read through one descriptor of the
+        entry, so both answers are about one task."""
+        tid = self.tid
+        try:
+            tgids, tids = _ns_ids(_read_status(f"/proc/{tid}/status"))
+            ns = os.stat(f"/proc/{tid}/ns/pid")
+        except OSError as e:
+            raise Unjudgeable(f"pid namespace of task {tid}: {e.strerror}") from None
+        for tgid, thread in zip(reversed(tgids), reversed(tids), strict=True):
+            if _is_group(proc_fd, tgid, (ns.st_dev, ns.st_ino), tgids[-1]):
+                return str(tgid) if name == "self" else f"{tgid}/task/{thread}"
+        raise Unjudgeable(f"/proc/{name}: task {tid} has no entry in that procfs")
+
+
+def _is_group(proc_fd: int, n: int, ns: tuple[int, int], inner_tgid: int) -> bool:
+    """Whether the procfs entry `n` is the thread group whose pid namespace is `ns` and whose
+    id there is `inner_tgid`."""
+    try:
+        fd = os.open(str(n), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc_fd)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise Unjudgeable(f"/proc/{n}: {e.strerror}") from None
+    try:
+        st = os.stat("ns/pid", dir_fd=fd)
+        if (st.st_dev, st.st_ino) != ns:
+            return False
+        return _ns_ids(_read_status("status", fd))[0][-1] == inner_tgid
+    except (FileNotFoundError, PermissionError):
+        # gone, a leader that exited before its threads, or a task the tracer may not inspect
+        # (the tracee is not one: its own pid namespace was read above, by the same check)
+        return False
+    except OSError as e:
+        raise Unjudgeable(f"/proc/{n}: {e.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 _PROCFS_BY_DEV: dict[int, bool] = {}
@@ -417,13 +465,24 @@ def _join(parts: list[str]) -> str:
     return "/" + "/".join(parts)
 
 
-def _ns_ids(tid: int) -> tuple[int, int]:
-    """The task's tgid and tid in its own (innermost) pid namespace."""
-    tgid, pid = tid, tid
-    with open(f"/proc/{tid}/status") as f:
-        for line in f:
-            if line.startswith("NStgid:"):
-                tgid = int(line.split()[-1])
-            elif line.startswith("NSpid:"):
-                pid = int(line.split()[-1])
-    return tgid, pid
+def _ns_ids(status: str) -> tuple[list[int], list[int]]:
+    """A task's tgid and tid in each pid namespace from the reader's down to its own, from
+    its status file."""
+    tgids: list[int] = []
+    pids: list[int] = []
+    for line in status.splitlines():
+        if line.startswith("NStgid:"):
+            tgids = [int(n) for n in line.split()[1:]]
+        elif line.startswith("NSpid:"):
+            pids = [int(n) for n in line.split()[1:]]
+    if not tgids or len(tgids) != len(pids):
+        raise Unjudgeable("no NStgid/NSpid in a task's status")
+    return tgids, pids
+
+
+def _read_status(name: str, dir_fd: int | None = None) -> str:
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        return os.read(fd, 1 << 16).decode()
+    finally:
+        os.close(fd)
