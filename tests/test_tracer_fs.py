@@ -242,3 +242,25 @@ def test_calls_newer_than_libseccomp_are_not_let_through(helper: str, tree: Path
     out = run_traced(policy_for(tree), [helper, "setxattrat", f"{tree}/denied/file"])
     assert out.answer("setxattrat") in (EPERM, f"ERR {errno.ENOSYS}")
     assert "user.t" not in os.listxattr(tree / "denied" / "file")
+
+
+@pytest.mark.parametrize("mode", ["enforce", "audit"])
+def test_a_call_the_tracer_fails_to_judge_is_refused_and_logged(
+        helper: str, tree: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    # an error of the tracer's own (a bug, an answer of procfs it did not expect) must not let
+    # the call through, not even in audit mode, and must show: the policy's errno, a log line
+    from secfilt_runtime.tracer.judge import Judge
+
+    def broken(self, tid, entry, args, compat):  # noqa: ANN001, ANN202
+        raise RuntimeError(f"no verdict for {entry.name}")
+
+    monkeypatch.setattr(Judge, "_dispatch", broken)
+    log = str(tree / "log")
+    policy = policy_for(tree, errno=errno.ENOTTY, log_path=log, mode=mode)
+    out = run_traced(policy, [helper, "mkdir", f"{tree}/allowed/d"], log_path=log)
+    assert out.answer("mkdir") == f"ERR {errno.ENOTTY}"
+    assert not (tree / "allowed" / "d").exists()
+    assert [(r["syscall"], r["action"], r["errno"], r["rule"], r["reason"])
+            for r in log_records(log)] == [
+        ("mkdir", "deny", errno.ENOTTY, "sandbox-integrity",
+         "the tracer failed: RuntimeError: no verdict for mkdir")]

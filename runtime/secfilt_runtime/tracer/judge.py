@@ -170,6 +170,14 @@ class Judge:
             decision.direct = self._direct(entry, args).direct  # type: ignore[arg-type]
         return decision
 
+    def failed(self, arch: int, nr: int, error: Exception) -> Decision:
+        """The refusal of a call the tracer failed to judge (an error of its own): never let
+        through, audit mode included, and logged with what went wrong."""
+        entry = syscalls.BY_ARCH.get(arch, {}).get(nr)
+        return Decision(False, self.policy.errno, HARDENING_RULE,
+                        f"the tracer failed: {type(error).__name__}: {error}", True,
+                        entry.name if entry is not None else str(nr))
+
     def _refused(self, refused: Covered, args: list[int]) -> Decision:
         """An outright refusal of the filter, sent here only to be logged."""
         return Decision(False, self.policy.errno, refused.refusal.rule, refused.refusal.reason,

@@ -17,7 +17,6 @@ Exit statuses are collected here too, and reach the real parent unchanged.
 from __future__ import annotations
 
 import _signal
-import errno
 import os
 import struct
 import time
@@ -197,18 +196,17 @@ class Tracer:
             decision = self.judge.judge(tid, arch, nr, args, data)
         except ProcessLookupError:
             raise
-        except Exception:  # noqa: BLE001 - whatever went wrong, never let the call through
-            decision = None
-            err = errno.EPERM
-        else:
-            err = decision.errno
-        if decision is not None and decision.log and self.log is not None:
+        except Exception as e:  # noqa: BLE001 - whatever went wrong, never let the call through
+            # refused as any other refusal is (the policy's errno, a log line): a refusal that
+            # shows nowhere is one nobody can find the cause of
+            decision = self.judge.failed(arch, nr, e)
+        if decision.log and self.log is not None:
             self.log.write(tgid_of(tid), tid, arch, decision, self.audit)
-        if decision is None or not decision.allowed:
+        if not decision.allowed:
             regs = self._regs
             kernel.ptrace_getregs(tid, regs)
             regs.orig_rax = _SKIP
-            regs.rax = (-err) & _SKIP
+            regs.rax = (-decision.errno) & _SKIP
             kernel.ptrace_setregs(tid, regs)
         elif decision.direct is not None:
             # the i386 entry reads its arguments from ebx, ecx, edx, esi, edi, ebp
