@@ -619,7 +619,7 @@ def test_init_failure_under_a_policy_names_the_field(runtime, make_bundle, case,
 @pytest.mark.parametrize("command", ["run", "create"])
 @pytest.mark.parametrize(("log", "problem"), [
     ("/nonexistent/dir/log", "No such file or directory"),
-    ("{tmp}", "Is a directory"),
+    ("{tmp}", "not a regular file"),
 ])
 def test_policy_log_that_cannot_be_opened_names_the_annotation(runtime, make_bundle, tmp_path,
                                                                command, log, problem):
