@@ -152,9 +152,14 @@ class Tracer:
         self.tasks.add(pid)  # a new task may report before its parent's fork event
         sig = os.WSTOPSIG(status)
         event = status >> 16
+        if pid in self.restores:
+            if not (sig == _SYSCALL_STOP and not event and self._restored(pid)):
+                # resumed to the exit of a rewritten call, it stopped elsewhere (no kernel
+                # this runs on orders the stops so): its registers are not its own
+                os.kill(pid, _signal.SIGKILL)
+            return  # _restored resumed it: a second resume could pass its next stop unjudged
         if sig == _SYSCALL_STOP and not event:
-            if pid not in self.restores or not self._restored(pid):
-                kernel.ptrace_cont(pid, 0)  # not a signal: never delivered
+            kernel.ptrace_cont(pid, 0)  # a syscall stop nobody asked for: not a signal
             return
         if event in _NEW_TASK_EVENTS:
             self.tasks.add(kernel.ptrace_geteventmsg(pid))
