@@ -156,9 +156,12 @@ def test_forged_data_cannot_let_hardening_through_in_audit_mode() -> None:
         assert not d.allowed and d.rule == policy_filter.HARDENING_RULE, forged
         d = j.judge(0, AUDIT_ARCH_X86_64, IOCTL, [0, TIOCSTI, 0, 0, 0, 0], forged)
         assert not d.allowed and d.rule == policy_filter.HARDENING_RULE, forged
-    # what audit mode does let through: a refusal that is not a hardening one
-    d = j.judge(0, AUDIT_ARCH_X86_64, MOUNT, [0] * 6, policy_filter.MOUNT_TREE)
+    # what audit mode does let through: a refusal that is not a hardening one (chroot)...
+    d = j.judge(0, AUDIT_ARCH_X86_64, 161, [0] * 6, policy_filter.NEW_ROOT)
     assert d.allowed and d.log and d.rule == "read-only"
+    # ...but not the mount family, which audit mode's Landlock domain refuses anyway
+    d = j.judge(0, AUDIT_ARCH_X86_64, MOUNT, [0] * 6, policy_filter.MOUNT_TREE)
+    assert not d.allowed and d.log and d.rule == "read-only"
 
 
 def test_forged_data_on_a_call_no_rule_refuses_is_judged_by_number() -> None:

@@ -10,6 +10,7 @@ place; a user's secfilt, whose namespace the kernel may refuse, keeps no cache a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -127,3 +128,18 @@ def test_a_user_keeps_no_filter_cache() -> None:
         assert as_root.stdout.strip() == str(home / ".cache" / "secfilt"), as_root.stderr
     finally:
         shutil.rmtree(home)
+
+
+@needs_root
+def test_audit_mode_logs_the_mount_it_refuses(tmp_path: Path) -> None:
+    """Audit mode's Landlock domain (for its ptrace scoping) refuses every mount call; the
+    log must say so ("deny"), not that the call was let through (a review's finding)."""
+    log = tmp_path / "audit.jsonl"
+    target = tmp_path / "mnt"
+    target.mkdir()
+    out = secfilt(tmp_path, "--mode=audit", "--read-only=1", f"--log={log}", "unshare", "-m",
+                  "--propagation", "private", "mount", "-t", "tmpfs", "none", str(target))
+    assert out.returncode != 0, out.stderr
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    mounts = [e for e in entries if e["syscall"] == "mount"]
+    assert mounts and all(e["action"] == "deny" for e in mounts), entries

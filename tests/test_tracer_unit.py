@@ -54,8 +54,12 @@ def test_hardening_by_registers() -> None:
 
 def test_audit_mode_turns_policy_denials_into_logged_allows() -> None:
     j = judge.Judge(Policy(read_only=True, mode="audit"))
-    d = j.judge(0, AUDIT_ARCH_X86_64, 165, [0] * 6)  # mount
+    d = j.judge(0, AUDIT_ARCH_X86_64, 161, [0] * 6)  # chroot
     assert d.allowed and d.log and d.rule == "read-only"
+    # the mount family is refused: audit mode's Landlock domain refuses it anyway, and the log
+    # must not say it went through
+    d = j.judge(0, AUDIT_ARCH_X86_64, 165, [0] * 6)  # mount
+    assert not d.allowed and d.log and d.rule == "read-only"
     # hardening is never audited away
     assert not j.judge(0, AUDIT_ARCH_X86_64, 101, [0] * 6).allowed  # ptrace
 

@@ -120,7 +120,10 @@ def refusals(policy: Policy) -> dict[int, Refusal]:
     rules = {WRITES: decide.write_rule(policy), DESTINATIONS: decide.destination_rule(policy),
              FAMILIES: sockets.family_rule, INET_SOCKETS: sockets.inet_rule,
              HARDENING: HARDENING_RULE}
-    return {data: Refusal(rules[whose], reason, whose == HARDENING)
+    # the mount family too in audit mode: its Landlock domain (policy.landlock, kept for the
+    # ptrace scoping) refuses every mount call, so letting one through would log a lie
+    return {data: Refusal(rules[whose], reason,
+                          whose == HARDENING or data == MOUNT_TREE and policy.audit)
             for data, (whose, reason) in REFUSALS.items()}
 
 

@@ -111,6 +111,11 @@ def restrict_self(policy: Policy, root: str = "/") -> None:
             warn("Landlock is not available: the tracer alone judges writes and ports")
         return
     enforce = not policy.audit
+    if not enforce and version < 2:
+        # every ABI 1 domain refuses moving a file to another directory (no REFER right):
+        # audit mode, which must let the process run as it would, installs none there (and
+        # so has no ptrace scoping on such a kernel)
+        return
     handled_fs = write_access(version) if policy.restricts_writes and enforce else 0
     handled_net = ACCESS_NET_CONNECT_TCP if policy.ports and version >= 4 and enforce else 0
     grants: list[tuple[str, int]] = [(path, handled_fs) for path in policy.allow_write]

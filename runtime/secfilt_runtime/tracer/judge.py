@@ -145,7 +145,10 @@ class Judge:
             args = [a & 0xFFFFFFFF for a in args]
         refused = self._refusal_of(arch, nr, args, data) if self._refusal_of else None
         if refused is not None:
-            return self._audited(self._refused(refused, args))
+            decision = self._refused(refused, args)
+            # a hardening refusal holds in audit mode too, and so does one the kernel makes
+            # there anyway (policy.filter.refusals)
+            return decision if refused.refusal.hardening else self._audited(decision)
         entry = table.get(nr)
         socketcall = False
         try:
