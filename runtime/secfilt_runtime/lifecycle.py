@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import _signal
 import os
+import select
 import time
 
 # `run` is timed against runc: modules only some containers need (hooks, terminal, policy
@@ -286,6 +287,7 @@ def _init_may_join_late(spec: Spec, plan: namespaces.NamespacePlan) -> bool:
 
 
 _STOP_SIGNALS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP})
+_REPORT_WAIT_SECONDS = 2.0
 
 
 def _stop_if_told() -> None:
@@ -357,13 +359,21 @@ def _report_of_exited_init(chan: Channel, init: Child, cgroup: Cgroup, spec: Spe
     """Why the init failed, if it has exited (not reaped: Child.reap does that); None while it
     lives. Its messages end with its error or the channel's end-of-file: it holds the only
     other end once stage1 has exited, which stage1 does right after naming the init."""
-    if os.waitid(os.P_PID, init.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-        return None
+    try:
+        if os.waitid(os.P_PID, init.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            return None
+    except ChildProcessError:
+        return None  # reaped already: not ours to explain here
     while True:
-        try:
-            msg = chan.recv()
-        except ConnectionResetError:
+        # its report is written before it exits; a process of its that still held the
+        # channel would keep the end-of-file away: never wait for more than what is there
+        if not select.select([chan.sock], [], [], _REPORT_WAIT_SECONDS)[0]:
             msg = None
+        else:
+            try:
+                msg = chan.recv()
+            except ConnectionResetError:
+                msg = None
         if msg is None:
             return _why_vanished(ChildVanished("the container init exited during setup "
                                                "without a report"), init, cgroup, spec)
