@@ -129,18 +129,23 @@ def _old_state(doc: dict) -> None:
 
 def test_an_old_state_refuses_what_it_cannot_confine(runtime, make_bundle, tmp_path):
     """Without saved capabilities, exec does not fall back to the runtime's full set: a
-    process without its own is refused, naming the way out; one with its own runs."""
+    process file without its own is refused, naming the way out; one with its own runs. The
+    command-line form takes config.json's, as before the saving (with a warning): a container
+    created by an older runtime stays usable."""
     with container(runtime, small_bundle(make_bundle)) as cid:
         path = runtime.state_root / cid / "state.json"
         doc = json.loads(path.read_text())
         _old_state(doc)
         path.write_text(json.dumps(doc))
-        for argv in (("exec", cid, "sh", "-c", SHOW),
-                     ("exec", "--process", str(_file(tmp_path)), cid)):
-            r = runtime(*argv)
-            assert r.returncode == 1, (r.stdout, r.stderr)
-            assert "saved capabilities" in r.stderr and f"container {cid}" in r.stderr, r.stderr
-            assert r.stdout == ""
+        r = runtime("exec", "--process", str(_file(tmp_path)), cid)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert "saved capabilities" in r.stderr and f"container {cid}" in r.stderr, r.stderr
+        assert r.stdout == ""
+        r = runtime("exec", cid, "sh", "-c", SHOW)
+        assert r.returncode == 0, r.stderr
+        assert "no saved capabilities" in r.stderr, r.stderr
+        mine, init, _ = parse(r.stdout)
+        assert mine == init  # config.json's, unchanged since create here
         mine, _, _ = exec_file(runtime, tmp_path, cid, capabilities={"bounding": ["CAP_KILL"]})
         assert mine == {"CapInh": 0, "CapPrm": CAP_KILL, "CapEff": CAP_KILL,
                         "CapBnd": CAP_KILL, "CapAmb": 0}

@@ -27,7 +27,7 @@ from .cleanup import Cleanup
 from .container import process, terminal
 from .container.cgroups import Cgroup
 from .container.confine import _fail, confine_and_exec
-from .errors import ConfigError, ContainerError, StateError
+from .errors import ConfigError, ContainerError, StateError, warn
 from .lifecycle import (
     _ALL_SIGNALS,
     Child,
@@ -95,7 +95,7 @@ def build_process(base: Process | None, opts: ExecOptions, saved: confinement.Sa
         raise ConfigError("exec: no command given (args or --process FILE)")
     if base is None:
         raise ConfigError("exec: config.json has no process to take the defaults from")
-    proc = _with_saved(base, True, True, saved, container_id)
+    proc = _with_saved(base, True, True, saved, container_id, older_state_keeps_own=True)
     user = proc.user
     if opts.user is not None:
         uid, gid = parse_user(opts.user)
@@ -122,9 +122,14 @@ def build_process(base: Process | None, opts: ExecOptions, saved: confinement.Sa
 
 
 def _with_saved(proc: Process, caps: bool, rlimits: bool, saved: confinement.SavedProcess,
-                container_id: str) -> Process:
-    """`proc` with the init's saved capabilities (`caps`) and rlimits (`rlimits`)."""
-    if caps:
+                container_id: str, older_state_keeps_own: bool = False) -> Process:
+    """`proc` with the init's saved capabilities (`caps`) and rlimits (`rlimits`).
+    `older_state_keeps_own`: a state.json from before their saving keeps `proc`'s (config.json's
+    process: what exec gave before), with a warning, instead of refusing."""
+    if caps and saved.capabilities is confinement.MISSING and older_state_keeps_own:
+        warn(f"container {container_id}: state.json has no saved capabilities (an older "
+             "secfilt-runtime created it): exec takes config.json's as they are now")
+    elif caps:
         if saved.capabilities is confinement.MISSING:
             raise StateError(
                 f"container {container_id}: state.json has no saved capabilities of the "
