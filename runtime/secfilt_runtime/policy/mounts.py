@@ -191,7 +191,7 @@ def private_view(allow_write: tuple[str, ...], *, write_source: str, read_only_s
     except OSError:
         cwd = None  # removed: nothing can be written in it anyway
     try:
-        if _has_cap(CAP_SYS_ADMIN):
+        if has_sys_admin():
             kernel.unshare(kernel.CLONE_NEWNS)
             how = ROOT
         elif _own_user_namespace():

@@ -274,6 +274,10 @@ def build(settings: Iterable[Setting], *, rootfs: str = "/", strict_bools: bool 
             except ConfigError as e:
                 raise ConfigError(f"{s.source}: {e}") from None
             named = canonical_in_root(rootfs, s.value, readlink=_no_link)
+            if path != named and rootfs != "/" and ".." in s.value.split("/"):
+                # the names as written would drop the component a link stands for
+                raise ConfigError(f"{s.source}: {s.value} goes through a symlink in the "
+                                  "container's root and then '..': name the directory itself")
             if path != named and rootfs != "/":
                 # the image's symlinks are the image author's, who may make "/scratch" name
                 # "/": a path that goes through one stays read-only, as the layers keep one
