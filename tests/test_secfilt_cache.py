@@ -1,4 +1,4 @@
-"""secfilt's filter cache (~/.cache/secfilt) out of its commands' reach.
+"""secfilt's filter cache (/var/cache/secfilt) out of its commands' reach.
 
 A warm start loads the compiled filters from that directory. The command runs as the same user,
 so a program it wrote there (an allow-all filter, with the right owner, mode, key and digest)
@@ -23,10 +23,12 @@ import pytest
 
 from conftest import REPO, needs_root
 
+CACHE_DIR = "/var/cache/secfilt"
+
 POISON = textwrap.dedent("""\
     import os, sys
     cache = sys.argv[1]
-    home = os.path.dirname(os.path.dirname(cache))
+    parent = os.path.dirname(cache)
     done = []
     def attempt(what, fn):
         try:
@@ -38,24 +40,28 @@ POISON = textwrap.dedent("""\
         attempt("rewrite", lambda: open(os.path.join(cache, name), "r+b").write(b"{}"))
         attempt("unlink", lambda: os.unlink(os.path.join(cache, name)))
     attempt("create", lambda: open(os.path.join(cache, "planted"), "w").write("{}"))
-    attempt("rename cache", lambda: os.rename(cache, cache + ".old"))
-    # a directory of the command's own where the next run looks
-    attempt("rename parent", lambda: os.rename(os.path.dirname(cache), home + "/moved"))
-    attempt("plant", lambda: os.makedirs(cache, 0o700))
+    # a directory of the command's own where the next run looks: each rename that works is
+    # undone at once (a regression must not leave the host's /var/cache moved)
+    for what, old, new in (("rename cache", cache, cache + ".old"),
+                           ("rename parent", parent, parent + ".moved")):
+        attempt(what, lambda: os.rename(old, new))
+        if what in done:
+            os.rename(new, old)
     print("changed:", " ".join(done) or "nothing")
 """)
 
+# (allow-write paths, the name the command attacks the cache by); ALIAS: a bind of /var
 POLICIES = {
-    "allow-write home": ["--read-only=1", "--allow-write={home}"],
-    "network only": ["--no-outbound-network=1"],
-    "audit": ["--mode=audit", "--read-only=1"],
+    "allow-write /": (["/"], CACHE_DIR),
+    "allow-write /var": (["/var"], CACHE_DIR),
+    "a bind of /var": (["{alias}"], "{alias}/cache/secfilt"),
 }
 
 
-def secfilt(home: Path, *argv: str) -> subprocess.CompletedProcess:
+def secfilt(home: Path, *argv: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = dict(os.environ, HOME=str(home), PYTHONPATH=str(REPO / "runtime"))
     env.pop("XDG_CACHE_HOME", None)
-    return subprocess.run([sys.executable, "-m", "secfilt_runtime.secfilt_cli", *argv],
+    return subprocess.run([*prefix, sys.executable, "-m", "secfilt_runtime.secfilt_cli", *argv],
                           capture_output=True, text=True, env=env, timeout=60)
 
 
@@ -66,27 +72,32 @@ def snapshot(directory: Path) -> dict[str, str]:
 @needs_root
 @pytest.mark.parametrize("policy", POLICIES)
 def test_a_command_cannot_change_the_filter_cache(policy: str, tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    cache = home / ".cache" / "secfilt"
-    args = [a.format(home=home) for a in POLICIES[policy]]
-    first = secfilt(home, *args, "true")
+    cache = Path(CACHE_DIR)
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    paths, target = POLICIES[policy]
+    args = ["--read-only=1", *(f"--allow-write={p.format(alias=alias)}" for p in paths)]
+    target = target.format(alias=alias)
+    # the alias exists in a mount namespace of the test's own, where secfilt runs
+    prefix = ("unshare", "-m", "--propagation", "private", "sh", "-c",
+              f'mount --bind /var "{alias}" && exec "$@"', "sh")
+    first = secfilt(tmp_path, *args, "true", prefix=prefix)
     assert first.returncode == 0, first.stderr
     before = snapshot(cache)
     assert before, "the first run cached nothing"
     script = tmp_path / "poison.py"
     script.write_text(POISON)
     # the baseline: unsandboxed, the same script changes everything it tries
-    copy = tmp_path / "copy" / ".cache" / "secfilt"
+    copy = tmp_path / "copy" / "cache" / "secfilt"
     shutil.copytree(cache, copy)
     bare = subprocess.run([sys.executable, str(script), str(copy)], capture_output=True,
                           text=True, check=True)
     assert "rewrite" in bare.stdout and "rename parent" in bare.stdout, bare.stdout
-    out = secfilt(home, *args, sys.executable, str(script), str(cache))
+    assert copy.is_dir()  # the renames were undone
+    out = secfilt(tmp_path, *args, sys.executable, str(script), target, prefix=prefix)
     assert "changed: nothing" in out.stdout, f"{policy}:\n{out.stdout}{out.stderr}"
     assert snapshot(cache) == before
-    assert sorted(p.name for p in home.iterdir()) == [".cache"]
-    assert sorted(p.name for p in (home / ".cache").iterdir()) == ["secfilt"]
+    assert not Path(CACHE_DIR + ".old").exists() and not Path("/var/cache.moved").exists()
 
 
 def test_an_entry_with_another_name_is_not_loaded(tmp_path: Path) -> None:
@@ -125,7 +136,7 @@ def test_a_user_keeps_no_filter_cache() -> None:
         as_root = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  env=dict(os.environ, HOME=str(home), XDG_CACHE_HOME="",
                                           PYTHONPATH=str(REPO / "runtime")))
-        assert as_root.stdout.strip() == str(home / ".cache" / "secfilt"), as_root.stderr
+        assert as_root.stdout.strip() == CACHE_DIR, as_root.stderr  # not the environment's
     finally:
         shutil.rmtree(home)
 

@@ -151,28 +151,29 @@ def _check_log(path: str, source: str) -> None:
         raise UsageError(f"{source}: cannot open {path}: {why}")
 
 
-def cache_dir() -> str | None:
-    """$XDG_CACHE_HOME/secfilt or ~/.cache/secfilt, 0700; None when it cannot be made (the
-    filters are then compiled each time).
+CACHE_DIR = "/var/cache/secfilt"
 
-    Only for a caller that can keep it read-only in every command's mount namespace (root with
-    CAP_SYS_ADMIN: mounts.keep_read_only), and only where no symlink leads to it (a link the
-    command could rewrite would move the next run's cache): the command runs as the same user,
-    and a program it wrote there would be loaded in place of a later run's filters. A user's
-    commands get a namespace only where the kernel grants a user namespace, which may differ
-    between runs; their filters are compiled at every start."""
+
+def cache_dir() -> str | None:
+    """Where compiled filters are kept: /var/cache/secfilt, 0700, root's only; None when it
+    cannot be made (the filters are then compiled each time).
+
+    One fixed place, not the environment's ($HOME, $XDG_CACHE_HOME): every command run under
+    write rules gets it read-only in its mount namespace, under every name a mount gives it
+    (mounts.keep_read_only, views_of), and a place another run chose could be left writable.
+    The command runs as the same user: a program it wrote there would be loaded in place of a
+    later run's filters. Only for root with CAP_SYS_ADMIN, whose commands always get their
+    namespace; a user's commands get one only where the kernel grants a user namespace,
+    which may change between runs, so a user's filters are compiled at every start. A path
+    with a symlink on the way is not used (the link could be changed)."""
     from . import kernel
     from .policy import mounts
 
     if os.geteuid() != 0 or not mounts.has_sys_admin():
         return None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if not os.path.isabs(base):
-        return None
-    path = os.path.normpath(os.path.join(base, "secfilt"))
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        fd = kernel.openat2(-100, path, os.O_PATH | os.O_DIRECTORY,
+        os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
+        fd = kernel.openat2(-100, CACHE_DIR, os.O_PATH | os.O_DIRECTORY,
                             resolve=kernel.RESOLVE_NO_SYMLINKS)
         try:
             st = os.fstat(fd)
@@ -182,7 +183,7 @@ def cache_dir() -> str | None:
             return None  # not ours alone: a cache others can write could plant a filter
     except OSError:
         return None  # a symlink on the way (ELOOP), or no way to make it
-    return path
+    return CACHE_DIR
 
 
 def run(policy: Policy, command: list[str]) -> int:
@@ -308,9 +309,10 @@ def _child(go: int, policy: Policy, filters: Filters, command: list[str],
             _signal.signal(sig, _signal.SIG_DFL)
         kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
         if policy.restricts_writes and not policy.audit:
+            # the cache too: its protection counts only where the file system is protected
+            # (without write rules, or in audit mode, the command could as well rewrite the
+            # runtime itself)
             _read_only_mounts(policy, cache)
-        elif cache is not None and not policy.is_empty:
-            _read_only_mounts(policy, cache, freeze_mounts=False)
         landlock.restrict_self(policy)
         seccomp.install(filters)
         where = command[0]
@@ -325,19 +327,18 @@ def _child(go: int, policy: Policy, filters: Filters, command: list[str],
     os._exit(code)
 
 
-def _read_only_mounts(policy: Policy, cache: str | None, freeze_mounts: bool = True) -> None:
+def _read_only_mounts(policy: Policy, cache: str | None) -> None:
     """The kernel layer for what Landlock cannot restrict (chmod, chown, utimes, chattr,
     xattrs): the host's mounts read-only in a namespace of the child's own, the allow-write
     paths writable on top. Where the kernel refuses an unprivileged user namespace the tracer
     alone judges those calls, as `check` reports; --verbose says so too. `cache`: the filter
-    cache, read-only in that namespace whatever the policy (cache_dir); `freeze_mounts` False:
-    a namespace for that alone."""
+    cache, read-only in that namespace whatever the allow-write paths (cache_dir)."""
     from .policy import mounts
 
     write_source = policy.sources.get("allow-write", "--allow-write")
     how = mounts.private_view(policy.allow_write, write_source=write_source,
                               read_only_source=policy.sources.get("read-only", write_source),
-                              freeze_mounts=freeze_mounts, keep=cache)
+                              keep=cache)
     if how is None and cache is not None:
         # cache_dir hands one out only to a caller that always gets its namespace
         raise SecfiltError(f"cannot keep the filter cache {cache} read-only")

@@ -11,6 +11,7 @@ class MountEntry:
     mount_point: str
     fstype: str
     super_options: tuple[str, ...]
+    device: str = ""  # "major:minor" of the file system
 
 
 def unescape(field: str) -> str:
@@ -40,5 +41,5 @@ def parse(text: str) -> list[MountEntry]:
         if len(fields) < sep + 4 or sep < 5:
             continue
         out.append(MountEntry(unescape(fields[3]), unescape(fields[4]), fields[sep + 1],
-                              tuple(fields[sep + 3].split(","))))
+                              tuple(fields[sep + 3].split(",")), fields[2]))
     return out

@@ -102,13 +102,50 @@ def _beneath(path: str, top: str) -> bool:
     return top == "/" or path == top or path.startswith(top + "/")
 
 
+def views_of(path: str) -> list[str]:
+    """Every name under which this namespace shows the directory `path`: itself, and the same
+    directory through each other mount of its file system whose root holds it (a bind of an
+    ancestor, the file system mounted twice). Only names that reach the same inode."""
+    with open("/proc/self/mountinfo") as f:
+        entries = mountinfo.parse(f.read())
+    st = os.stat(path)
+    device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    # the mount `path` is on: the last (topmost) of the longest mount points above it
+    own = None
+    for e in entries:
+        if _beneath(path, e.mount_point) and (own is None or len(e.mount_point)
+                                              >= len(own.mount_point)):
+            own = e
+    if own is None:
+        return [path]
+    inside = _below(path, own.mount_point)
+    fs_path = own.root.rstrip("/") + inside
+    views = [path]
+    for e in entries:
+        if e.device != device or not _beneath(fs_path or "/", e.root):
+            continue
+        view = (e.mount_point.rstrip("/") + _below(fs_path or "/", e.root)) or "/"
+        try:
+            there = os.stat(view)
+        except OSError:
+            continue  # covered by another mount, or gone
+        if (there.st_dev, there.st_ino) == (st.st_dev, st.st_ino) and view not in views:
+            views.append(view)
+    return views
+
+
+def _below(path: str, top: str) -> str:
+    """What `path` adds to its ancestor `top` ("" for itself, else "/a/b")."""
+    return "" if top == "/" and path == "/" else path[len(top.rstrip("/")):]
+
+
 def keep_read_only(path: str, writable: tuple[str, ...]) -> None:
     """Make the directory `path` (secfilt's filter cache: canonical, no symlink on the way)
     read-only in this namespace, whatever the policy lets the command write: a program that a
     later run would load in place of its filters must not be one this command wrote there.
 
-    `writable`: the paths whose mounts the command may write (the allow-write clones, or "/"
-    when no write rule holds). Below the nearest of them every directory down to `path`
+    `writable`: the paths whose mounts the command may write (the allow-write clones; "/"
+    when allow-write is "/"). Below the nearest of them every directory down to `path`
     becomes a mount point of its own (a bind onto itself), which no rename can move: the
     command cannot put a directory of its making where the next run looks for its cache.
     Raises OSError (the command must not run beside a cache it could rewrite)."""
@@ -179,13 +216,13 @@ def drop_capabilities() -> None:
 
 
 def private_view(allow_write: tuple[str, ...], *, write_source: str, read_only_source: str,
-                 freeze_mounts: bool = True, keep: str | None = None) -> str | None:
+                 keep: str | None = None) -> str | None:
     """secfilt's child: the host's mounts, read-only but for the allow-write paths, in a mount
     namespace of its own that nothing propagates into or out of. Returns how (ROOT or USERNS),
     or None when this user cannot have one here (the caller stays tracer-only). Raises
     SecfiltError when set-up fails half-way: the command must not run on a view it did not ask
-    for. `freeze_mounts` False: the host's mounts as they are (a policy without write rules,
-    or audit mode); `keep`: a directory made read-only in any case (keep_read_only)."""
+    for. `keep`: a directory made read-only whatever the allow-write paths say
+    (keep_read_only, under each of its names: views_of)."""
     try:
         cwd: str | None = os.getcwd()
     except OSError:
@@ -202,12 +239,13 @@ def private_view(allow_write: tuple[str, ...], *, write_source: str, read_only_s
         kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
     except OSError as e:
         raise _err(read_only_source, "enter a mount namespace of its own", e) from None
-    if freeze_mounts:
-        freeze(allow_write, write_source=write_source, read_only_source=read_only_source)
+    freeze(allow_write, write_source=write_source, read_only_source=read_only_source)
     if keep is not None:
+        writable = allow_write if "/" not in allow_write else ("/",)
         try:
-            keep_read_only(keep, allow_write if freeze_mounts and "/" not in allow_write
-                           else ("/",))
+            # under every name: a writable path could reach it through another mount
+            for view in views_of(keep):
+                keep_read_only(view, writable)
         except OSError as e:
             raise _err(read_only_source, f"keep the filter cache {keep} read-only", e) from None
     if cwd is not None:
