@@ -48,6 +48,7 @@ def net(op: str, target: str = FORBIDDEN_PEER, *extra: str, host_only: bool = Fa
 ATTACKS = (
     net("tcp_connect"), net("tcp_connect", FORBIDDEN_PEER6),
     net("udp_connect"), net("tcp_fastopen"), net("tcp_fastopen", FORBIDDEN_PEER6),
+    net("tcp_fastopen_mmsg"),
     net("udp_sendto"), net("udp_sendto", FORBIDDEN_PEER6),
     net("udp_sendmsg"), net("udp_sendmsg", FORBIDDEN_PEER6),
     net("udp_sendmmsg"), net("udp_sendmmsg", FORBIDDEN_PEER6),

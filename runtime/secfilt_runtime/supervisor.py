@@ -127,7 +127,8 @@ class Supervisor:
                 address = self._address(n, n.args[1], n.args[2], "connect")
                 self._still_waiting(n)
                 return kernel.raw_connect(sock.fileno(), address)
-            flags = n.args[3 if n.nr == NR_SENDTO else 2] & 0xFFFFFFFF
+            # sendto(fd, buf, len, FLAGS, ..), sendmsg(fd, msg, FLAGS), sendmmsg(fd, vec, n, FLAGS)
+            flags = n.args[2 if n.nr == NR_SENDMSG else 3] & 0xFFFFFFFF
             if kind == socket.SOCK_STREAM and not flags & MSG_FASTOPEN:
                 return None  # TCP ignores the address: its destination was judged at connect
             if n.nr == NR_SENDTO:

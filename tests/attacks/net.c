@@ -1,6 +1,7 @@
 /* Sending to an address the policy forbids: `net OP ADDR PORT [ARGS]`.  Every attempt carries the
  * payload "attack <OP>\n"; the test's peer on ADDR records what arrives.
- *   tcp_connect, tcp_fastopen (sendto with MSG_FASTOPEN connects), udp_sendto, udp_sendmsg,
+ *   tcp_connect, tcp_fastopen (sendto with MSG_FASTOPEN connects), tcp_fastopen_mmsg (the same
+ *   through sendmmsg, whose flags are its fourth argument), udp_sendto, udp_sendmsg,
  *   udp_sendmmsg, udp_connect: the plain carriers of an address (ADDR v4 or v6)
  *   mapped           ADDR (IPv4) reached as ::ffff:ADDR from an AF_INET6 socket
  *   udp_redirect     connect to ARG (allowed), then sendto ADDR: sendto's address wins
@@ -136,6 +137,12 @@ int main(int argc, char **argv)
     if (IS("udp_sendto"))
         return report(op, syscall(SYS_sendto, sock(fam, SOCK_DGRAM), payload, plen, 0, &u.s,
                                   len));
+    if (IS("tcp_fastopen_mmsg")) {
+        struct iovec iov = {payload, plen};
+        struct mmsghdr mm = {.msg_hdr = {.msg_name = &u, .msg_namelen = len, .msg_iov = &iov,
+                                         .msg_iovlen = 1}};
+        return report(op, syscall(SYS_sendmmsg, sock(fam, SOCK_STREAM), &mm, 1, MSG_FASTOPEN));
+    }
     if (IS("udp_sendmsg") || IS("udp_sendmmsg")) {
         struct iovec iov = {payload, plen};
         struct mmsghdr mm = {.msg_hdr = {.msg_name = &u, .msg_namelen = len, .msg_iov = &iov,
