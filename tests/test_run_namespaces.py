@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import uuid
 
@@ -128,6 +129,11 @@ def holder():
     child = int(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                                text=True, check=True).stdout.split()[0])
     yield child, name
+    # the child too: killing unshare leaves its forked child (pid 1 of the namespace) running
+    try:
+        os.kill(child, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     proc.kill()
     proc.wait()
 

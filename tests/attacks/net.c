@@ -13,6 +13,10 @@
  *   source_route    a datagram to ARG (allowed) with a loose source route through ADDR: the
  *                    packet's first hop, hence its IP destination, is ADDR
  *   cmsg_route       the same route given per datagram, in sendmsg's IP_RETOPTS control message
+ *   fd_swap          a thread flips descriptor 50 between a unix and an INET datagram socket
+ *                    while main sends to ADDR through it for ARG seconds (a check of the
+ *                    socket that lets the kernel run the call looks at one, the kernel at the
+ *                    other)
  *   race             a thread flips the sockaddr between ARG (allowed) and ADDR; main sends for
  *                    ARG2 seconds, after moving itself into the cgroup whose cgroup.procs is
  *                    ARG3 when given (out of the cgroup that holds the destination programs) */
@@ -107,6 +111,18 @@ static size_t ip_packet(unsigned char *buf, struct in_addr dst, int port)
 static union sa race_addr;
 static union sa race_ok, race_no;
 static atomic_int race_stop;
+
+static int swap_unix, swap_inet;
+
+static void *swap_flip(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&race_stop)) {
+        dup2(swap_inet, 50);
+        dup2(swap_unix, 50);
+    }
+    return NULL;
+}
 
 static void *race_flip(void *arg)
 {
@@ -253,6 +269,29 @@ int main(int argc, char **argv)
                             .msg_iovlen = 1, .msg_control = &control,
                             .msg_controllen = sizeof control};
         return report(op, syscall(SYS_sendmsg, sock(AF_INET, SOCK_DGRAM), &mh, 0));
+    }
+    if (IS("fd_swap")) {
+        need_args(argc, argv, 5, "net fd_swap FORBIDDEN PORT SECONDS");
+        swap_unix = socket(AF_UNIX, SOCK_DGRAM, 0);
+        swap_inet = sock(fam, SOCK_DGRAM);
+        if (swap_unix < 0 || dup2(swap_unix, 50) < 0)
+            die_setup("fd_swap sockets");
+        double seconds = atof(argv[4]);
+        pthread_t th;
+        pthread_create(&th, NULL, swap_flip, NULL);
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        long tries = 0, sent = 0;
+        do {
+            tries++;
+            if (syscall(SYS_sendto, 50, payload, plen, 0, &u.s, len) >= 0)
+                sent++;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        } while ((double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < seconds);
+        atomic_store(&race_stop, 1);
+        pthread_join(th, NULL);
+        printf("fd_swap: %ld tries, %ld sent\n", tries, sent);
+        return sent ? GOT_THROUGH : BLOCKED;
     }
     if (IS("race")) {
         need_args(argc, argv, 6, "net race FORBIDDEN PORT ALLOWED SECONDS [CGROUP_PROCS]");
