@@ -130,36 +130,33 @@ def test_fd_swap_race(mode: str, peer: Peer, tmp_path: Path, request) -> None:
     the kernel run the call may have looked at the other one. The cgroup programs judge the
     kernel's own send (containers, root's secfilt); where the supervisor holds the rules
     (secfilt run by a user, or where no cgroup can be made) it is open: gap 10."""
+    _race_reaches_nothing(mode, peer, tmp_path, request,
+                          ("fd_swap", FORBIDDEN_PEER, str(PORT), RACE_SECONDS))
+
+
+def _race_reaches_nothing(mode: str, peer: Peer, tmp_path: Path, request,
+                          args: tuple[str, ...]):
+    """`net ARGS` reaches the forbidden peer without a policy and not under NET_POLICY, each
+    run on a fresh tree; the second run's outcome."""
     def runner():
         tree = Tree.make(tmp_path)
         if mode == "secfilt-no-cgroup":
             return NoCgroupRunner(tree, peer)
         return runner_for(mode, tree, request, peer)
 
-    args = ("fd_swap", FORBIDDEN_PEER, str(PORT), RACE_SECONDS)
     out = runner().run("net", *args, policy=None)
     assert peer.received(FORBIDDEN_PEER), f"the race does not work without a policy:\n{out}"
     peer.record.write_text("")
     out = runner().run("net", *args, policy=NET_POLICY)
     got = peer.received(FORBIDDEN_PEER)
     assert not got, f"BYPASS ({mode}): {len(got)} datagrams reached the forbidden peer\n{out}"
+    return out
 
 
 @pytest.mark.parametrize("mode", SOCKADDR_MODES)
 def test_sockaddr_race(mode: str, peer: Peer, tmp_path: Path, request) -> None:
-    def runner():
-        tree = Tree.make(tmp_path)
-        if mode == "secfilt-no-cgroup":
-            return NoCgroupRunner(tree, peer)
-        return runner_for(mode, tree, request, peer)
-
-    args = ("race", FORBIDDEN_PEER, str(PORT), ALLOWED_PEER, RACE_SECONDS)
-    out = runner().run("net", *args, policy=None)
-    assert peer.received(FORBIDDEN_PEER), f"the race does not work without a policy:\n{out}"
-    peer.record.write_text("")
-    out = runner().run("net", *args, policy=NET_POLICY)
-    got = peer.received(FORBIDDEN_PEER)
-    assert not got, f"BYPASS ({mode}): {len(got)} datagrams reached the forbidden peer\n{out}"
+    out = _race_reaches_nothing(mode, peer, tmp_path, request,
+                                ("race", FORBIDDEN_PEER, str(PORT), ALLOWED_PEER, RACE_SECONDS))
     assert peer.received(ALLOWED_PEER), f"not one datagram reached the allowed peer:\n{out}"
 
 

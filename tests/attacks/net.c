@@ -114,6 +114,29 @@ static atomic_int race_stop;
 
 static int swap_unix, swap_inet;
 
+/* Send the payload through `fd` to `to` (read afresh at every call: a thread may be flipping
+ * it) for `seconds` while `flipper` runs, then stop it; report as `op` */
+static int send_while(const char *op, void *(*flipper)(void *), int fd,
+                      const struct sockaddr *to, socklen_t len, double seconds)
+{
+    pthread_t th;
+    pthread_create(&th, NULL, flipper, NULL);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long tries = 0, sent = 0;
+    do {
+        tries++;
+        if (syscall(SYS_sendto, fd, payload, plen, 0, to, len) >= 0)
+            sent++;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < seconds);
+    atomic_store(&race_stop, 1);
+    pthread_join(th, NULL);
+    /* only the peer knows which address got the datagrams */
+    printf("%s: %ld tries, %ld sent\n", op, tries, sent);
+    return sent ? GOT_THROUGH : BLOCKED;
+}
+
 static void *swap_flip(void *arg)
 {
     (void)arg;
@@ -276,22 +299,7 @@ int main(int argc, char **argv)
         swap_inet = sock(fam, SOCK_DGRAM);
         if (swap_unix < 0 || dup2(swap_unix, 50) < 0)
             die_setup("fd_swap sockets");
-        double seconds = atof(argv[4]);
-        pthread_t th;
-        pthread_create(&th, NULL, swap_flip, NULL);
-        struct timespec t0, t;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        long tries = 0, sent = 0;
-        do {
-            tries++;
-            if (syscall(SYS_sendto, 50, payload, plen, 0, &u.s, len) >= 0)
-                sent++;
-            clock_gettime(CLOCK_MONOTONIC, &t);
-        } while ((double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < seconds);
-        atomic_store(&race_stop, 1);
-        pthread_join(th, NULL);
-        printf("fd_swap: %ld tries, %ld sent\n", tries, sent);
-        return sent ? GOT_THROUGH : BLOCKED;
+        return send_while(op, swap_flip, 50, &u.s, len, atof(argv[4]));
     }
     if (IS("race")) {
         need_args(argc, argv, 6, "net race FORBIDDEN PORT ALLOWED SECONDS [CGROUP_PROCS]");
@@ -308,24 +316,8 @@ int main(int argc, char **argv)
         make_addr(&race_ok, arg, port);
         race_no = u;
         race_addr = race_ok;
-        double seconds = atof(argv[5]);
-        int s = sock(fam, SOCK_DGRAM);
-        pthread_t th;
-        pthread_create(&th, NULL, race_flip, NULL);
-        struct timespec t0, t;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        long tries = 0, sent = 0;
-        do {
-            tries++;
-            if (syscall(SYS_sendto, s, payload, plen, 0, &race_addr.s, len) >= 0)
-                sent++;
-            clock_gettime(CLOCK_MONOTONIC, &t);
-        } while ((double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < seconds);
-        atomic_store(&race_stop, 1);
-        pthread_join(th, NULL);
-        /* only the peer knows which address got the datagrams */
-        printf("race: %ld tries, %ld sent\n", tries, sent);
-        return sent ? GOT_THROUGH : BLOCKED;
+        return send_while(op, race_flip, sock(fam, SOCK_DGRAM), &race_addr.s, len,
+                          atof(argv[5]));
     }
 #undef IS
     fprintf(stderr, "net: unknown op %s\n", op);
