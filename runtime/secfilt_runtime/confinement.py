@@ -10,8 +10,9 @@ linux.seccomp section go into state.json as plain JSON, and exec reads them from
 The capabilities and rlimits are what an exec'd process gets when it does not give its own,
 as runc's exec takes them from the container's config (libcontainer's newInitConfig); without
 them saved, the process would keep the runtime's full root set. A state.json written before
-they were saved has no "capabilities" key: exec then refuses a process that would need them
-(`SavedProcess.capabilities` is MISSING) rather than guess.
+they were saved has no "capabilities" key (`SavedProcess.capabilities` is MISSING): exec then
+refuses a process file that gives none rather than guess, and its command-line form takes
+config.json's, as before, with a warning (execproc).
 
 `to_state` runs in create and imports nothing; `from_state` and `saved_process` run in exec
 and check every field: a damaged state refuses the exec, it never leaves the process less

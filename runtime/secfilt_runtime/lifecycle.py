@@ -66,7 +66,11 @@ def prepare(bundle: str, root: str, session_keyring: str | None = None) -> Prepa
         policy = policy_parse.from_annotations(spec.annotations, spec.root.path,
                                                mounts=spec.mounts)
     if policy is not None and policy.log_path is not None:
-        _check_log(policy.log_path, policy.sources.get("log", "org.secfilter.log"))
+        from .tracer.log import refusal
+
+        refused = refusal(policy.log_path, policy.sources.get("log", "org.secfilter.log"))
+        if refused is not None:
+            raise ConfigError(refused)
     if policy is not None and policy.restricts_destinations and not plan.has("cgroup"):
         # the kernel's half of the destination rules sits on the container's cgroup
         # (guard_destinations): where cgroup2 is mounted with nsdelegate, a cgroup namespace
@@ -76,16 +80,6 @@ def prepare(bundle: str, root: str, session_keyring: str | None = None) -> Prepa
     filters = seccomp.prepare(spec.linux.seccomp, policy,
                               cache_dir=os.path.join(root, "seccomp-cache"))
     return Prepared(spec, plan, policy, filters)
-
-
-def _check_log(path: str, source: str) -> None:
-    """The tracer opens the log after the fork, where its error names neither the annotation
-    nor the container's set-up step: refused here, before anything is created."""
-    from .tracer.log import cannot_open
-
-    why = cannot_open(path)
-    if why is not None:
-        raise ConfigError(f"{source}: cannot open {path}: {why}")
 
 
 @record

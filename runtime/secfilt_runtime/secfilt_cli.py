@@ -138,17 +138,12 @@ def policy_of(inv: Invocation) -> Policy:
 
         policy = replace(policy, log_path=STDERR_LOG)
     elif policy.log_path is not None:
-        _check_log(policy.log_path, policy.sources.get("log", "--log"))
+        from .tracer.log import refusal
+
+        refused = refusal(policy.log_path, policy.sources.get("log", "--log"))
+        if refused is not None:
+            raise UsageError(refused)
     return policy
-
-
-def _check_log(path: str, source: str) -> None:
-    """A log the tracer could not open is a usage error now, not a failure after the fork."""
-    from .tracer.log import cannot_open
-
-    why = cannot_open(path)
-    if why is not None:
-        raise UsageError(f"{source}: cannot open {path}: {why}")
 
 
 CACHE_DIR = "/var/cache/secfilt"

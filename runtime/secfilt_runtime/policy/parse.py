@@ -247,6 +247,24 @@ def _no_link(path: str) -> str:
     raise OSError(path)  # canonical_in_root then normalizes the names as written
 
 
+def _as_named_in_image(path: str, rootfs: str, s: Setting) -> str:
+    """An allow-write path of a container, `path` its canonical form in the image: the image's
+    symlinks are the image author's, who may make "/scratch" name "/". A path that goes
+    through one stays as named, and so read-only, as the layers keep one they meet when they
+    set up (policy.mounts.freeze, landlock); the host's (secfilt) are the host's own, and
+    followed by the caller."""
+    named = canonical_in_root(rootfs, s.value, readlink=_no_link)
+    if path == named:
+        return path
+    if ".." in s.value.split("/"):
+        # the names as written would drop the component a link stands for
+        raise ConfigError(f"{s.source}: {s.value} goes through a symlink in the container's "
+                          "root and then '..': name the directory itself")
+    warn(f"{s.source}: {s.value} goes through a symlink in the container's root (to {path}); "
+         "it stays read-only (name the link's target to allow writes there)")
+    return named
+
+
 # --- the builder ---------------------------------------------------------------------------
 
 
@@ -273,20 +291,8 @@ def build(settings: Iterable[Setting], *, rootfs: str = "/", strict_bools: bool 
                 path = canonical_in_root(rootfs, s.value)
             except ConfigError as e:
                 raise ConfigError(f"{s.source}: {e}") from None
-            named = canonical_in_root(rootfs, s.value, readlink=_no_link)
-            if path != named and rootfs != "/" and ".." in s.value.split("/"):
-                # the names as written would drop the component a link stands for
-                raise ConfigError(f"{s.source}: {s.value} goes through a symlink in the "
-                                  "container's root and then '..': name the directory itself")
-            if path != named and rootfs != "/":
-                # the image's symlinks are the image author's, who may make "/scratch" name
-                # "/": a path that goes through one stays read-only, as the layers keep one
-                # they meet when they set up (policy.mounts.freeze, landlock); the host's
-                # (secfilt) are the host's own, and followed
-                warn(f"{s.source}: {s.value} goes through a symlink in the container's root "
-                     f"(to {path}); it stays read-only (name the link's target to allow "
-                     "writes there)")
-                path = named
+            if rootfs != "/":
+                path = _as_named_in_image(path, rootfs, s)
             if path not in allow_write:
                 allow_write.append(path)
         elif s.key == "allowed-netmask":

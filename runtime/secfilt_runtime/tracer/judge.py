@@ -73,6 +73,15 @@ def _names_dirfd(arg: PathArg, args: list[int], raw: bytes | None) -> bool:
         and bool(s32(args[arg.flags]) & arg.empty_bit)
 
 
+def _direct(entry: Syscall, args: list[int]) -> tuple[int, tuple[int, ...]]:
+    """An allowed socketcall as the direct i386 call (its number, the arguments judged). Left
+    as it is, the kernel would read the argument block from memory again after the stop, where
+    another thread may have rewritten it (a family or type the filter refuses for the direct
+    call, a protocol, a socket): the registers cannot change under it, and seccomp checks the
+    new call against every filter again."""
+    return syscalls.NUMBERS[entry.name][1], tuple(args)
+
+
 def s32(value: int) -> int:
     """An int argument as the kernel reads it: the low half of the register, signed."""
     value &= 0xFFFFFFFF
@@ -165,12 +174,13 @@ class Judge:
             decision = Decision(False, e.errno, reason=str(e))
         if decision is ALLOWED:
             # shared: never annotated
-            return self._direct(entry, args) if socketcall else decision  # type: ignore[arg-type]
+            return Decision(True, direct=_direct(entry, args)) if socketcall \
+                else decision  # type: ignore[arg-type]
         if entry is not None:  # None: socketcall's argument block could not be read
             decision.syscall = entry.name
         decision = self._audited(decision)
         if socketcall and decision.allowed:
-            decision.direct = self._direct(entry, args).direct  # type: ignore[arg-type]
+            decision.direct = _direct(entry, args)  # type: ignore[arg-type]
         return decision
 
     def failed(self, arch: int, nr: int, error: Exception) -> Decision:
@@ -192,15 +202,6 @@ class Judge:
                 and decision.rule != HARDENING_RULE:
             decision.allowed = True
         return decision
-
-    @staticmethod
-    def _direct(entry: Syscall, args: list[int]) -> Decision:
-        """An allowed socketcall, to be made as the direct i386 call with the arguments judged
-        here. Left as it is, the kernel would read the argument block from memory again after
-        the stop, where another thread may have rewritten it (a family or type the filter
-        refuses for the direct call, a protocol, a socket): the registers cannot change under
-        it, and seccomp checks the new call against every filter again."""
-        return Decision(True, direct=(syscalls.NUMBERS[entry.name][1], tuple(args)))
 
     def _socketcall(self, tid: int, args: list[int]) -> tuple[Syscall | None, list[int]]:
         call = args[0]

@@ -75,10 +75,17 @@ class PolicyLog:
         os.write(self.fd, line(self.container_id, pid, tid, arch, decision, audit).encode())
 
 
+def refusal(path: str, source: str) -> str | None:
+    """The error refusing `path` as the log the setting `source` names, or None: the tracer
+    opens it after the fork, where its error names neither, so callers (secfilt --log, a
+    container's org.secfilter.log) check first, before anything is created."""
+    why = cannot_open(path)
+    return None if why is None else f"{source}: cannot open {path}: {why}"
+
+
 def cannot_open(path: str) -> str | None:
-    """Why open_log could not open `path`, or None: the tracer opens it after the fork, where
-    a failure no longer names the setting, so callers check first. Nothing is created here,
-    so a run refused later leaves no file behind."""
+    """Why open_log could not open `path`, or None. Nothing is created here, so a run refused
+    later leaves no file behind."""
     if not os.path.isabs(path):
         return "not an absolute path"
     try:
