@@ -809,6 +809,23 @@ def pidfd_open_thread(tid: int) -> int:
         return _syscall("pidfd_open", tid, 0)  # before 6.9: only a thread-group leader
 
 
+PIDFD_SIGNAL_THREAD = 1
+
+
+def signal_thread(tid: int, sig: int) -> None:
+    """`sig` to the thread `tid` itself, as the kernel sends a SIGPIPE to the sender."""
+    pidfd = pidfd_open_thread(tid)
+    try:
+        try:
+            _syscall("pidfd_send_signal", pidfd, sig, None, PIDFD_SIGNAL_THREAD)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            _syscall("pidfd_send_signal", pidfd, sig, None, 0)  # before 6.9: the process
+    finally:
+        os.close(pidfd)
+
+
 _libc.connect.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
 _libc.sendto.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int,
                          ctypes.c_char_p, ctypes.c_uint)

@@ -11,10 +11,20 @@ changes nothing: the kernel never reads it again. Blocking is the caller's own: 
 O_NONBLOCK and timeouts are shared; a thread waits per call, and the filter's
 WAIT_KILLABLE_RECV keeps a signal from restarting a call that is being performed.
 
-Left to the kernel (answered CONTINUE): calls on sockets that are not IPv4/IPv6 (their
-addresses are not destinations), and stream sends without MSG_FASTOPEN (TCP ignores their
-address: the destination was judged at connect). Refused: the i386 entry's calls (32-bit
-layouts; the filter refuses i386 socketcall too), which 64-bit programs never make.
+Left to the kernel (answered CONTINUE), when the caller is the one task of its thread group:
+calls on sockets that are not IPv4/IPv6 (their addresses are not destinations), and stream
+sends without MSG_FASTOPEN (TCP ignores their address: the destination was judged at connect).
+The kernel looks the descriptor up again: another task sharing the caller's descriptor table
+could have put an INET socket under the number meanwhile. So a caller with other threads gets
+those calls performed too (a unix socket's as unixcalls says), and the filter refuses a
+descriptor table shared beyond a thread group (policy.filter.shared_descriptors_rule).
+Refused: the i386 entry's calls (32-bit layouts; the filter refuses i386 socketcall too),
+which 64-bit programs never make.
+
+A performed call differs from the kernel's own in what it shows of its sender: a unix peer's
+SO_PEERCRED and SCM_CREDENTIALS name the supervisor's pid (the uid and gid are the same), and
+explicit SCM_CREDENTIALS naming the caller's pid are refused with EPERM, unless the
+supervisor is root.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import socket
 import struct
 import threading
 
-from . import kernel, signals
+from . import kernel, signals, unixcalls
 from .errors import warn
 from .policy import decide, sockaddr, syscalls
 from .policy.model import Policy
@@ -36,6 +46,9 @@ NR_CONNECT, NR_SENDTO, NR_SENDMSG, NR_SENDMMSG = 42, 44, 46, 307  # x86_64
 NAMES = {NR_CONNECT: "connect", NR_SENDTO: "sendto", NR_SENDMSG: "sendmsg",
          NR_SENDMMSG: "sendmmsg"}
 MSG_FASTOPEN = 0x20000000
+MSG_NOSIGNAL = 0x4000
+INET = (socket.AF_INET, socket.AF_INET6)
+STAT_THREADS = 17  # /proc/PID/stat's num_threads, counted from the field after the name
 SOCKADDR_MAX = 128
 DATA_MAX = 1 << 20      # a datagram is at most 64 KiB; a stream send may send less than asked
 CONTROL_MAX = 128 * 1024
@@ -54,6 +67,74 @@ class Refused(Exception):
         super().__init__(reason)
         self.err, self.rule, self.reason = err, rule, reason
         self.details = details or {}
+
+
+def _left_to_kernel(n: kernel.SeccompNotif, sock: socket.socket) -> bool:
+    """Need the kernel's own run of this call on this socket not be judged? A socket that is
+    not IPv4/IPv6 has no destination the rules are about (unix, netlink); TCP ignores a send's
+    address without MSG_FASTOPEN (its destination was judged at connect)."""
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN) not in INET:
+        return True
+    return (n.nr != NR_CONNECT
+            and sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM
+            and not _flags(n) & MSG_FASTOPEN)
+
+
+def _flags(n: kernel.SeccompNotif) -> int:
+    # sendto(fd, buf, len, FLAGS, ..), sendmsg(fd, msg, FLAGS), sendmmsg(fd, vec, n, FLAGS)
+    return n.args[2 if n.nr == NR_SENDMSG else 3] & 0xFFFFFFFF if n.nr != NR_CONNECT else 0
+
+
+class Call:
+    """How one call is performed on the supervisor's duplicate of the caller's socket, so that
+    it does what the kernel would have done for the caller."""
+
+    def __init__(self, n: kernel.SeccompNotif, family: int, kind: int) -> None:
+        self.n = n
+        self.inet = family in INET
+        self.unix = family == socket.AF_UNIX
+        self.asked = _flags(n)
+        self.stream = kind == socket.SOCK_STREAM
+        # TCP ignores a send's address, unless MSG_FASTOPEN (then its destination)
+        self.named = not (self.inet and self.stream and not self.asked & MSG_FASTOPEN)
+        self.judged = self.inet and self.named
+        # where the kernel raises SIGPIPE on a closed peer: it must be the caller's, not ours
+        self.piped = kind in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+        self.flags = self.asked | (MSG_NOSIGNAL if self.piped else 0)
+
+    def place(self, address: bytes) -> bytes:
+        if self.unix and unixcalls.named(address):
+            return unixcalls.from_callers_place(self.n.pid, address)
+        return address
+
+    def data_length(self, asked: int) -> int:
+        """How much of the caller's data to copy: a stream send may send less than asked;
+        a message larger than DATA_MAX is refused, as no socket takes one that long."""
+        if asked <= DATA_MAX:
+            return asked
+        if self.stream:
+            return DATA_MAX
+        raise Refused(errno.EMSGSIZE)
+
+    def passed(self, control: bytes) -> contextlib.AbstractContextManager:
+        if not (self.unix and control):
+            return contextlib.nullcontext(_Verbatim(control))
+        pidfd = kernel.pidfd_open_thread(self.n.pid)
+        try:
+            return unixcalls.PassedDescriptors(pidfd, control)
+        finally:
+            os.close(pidfd)
+
+    def after(self, result: int) -> int:
+        if result == -errno.EPIPE and self.piped and not self.asked & MSG_NOSIGNAL:
+            with contextlib.suppress(OSError):  # gone: nobody to signal
+                kernel.signal_thread(self.n.pid, _signal.SIGPIPE)
+        return result
+
+
+class _Verbatim:
+    def __init__(self, control: bytes) -> None:
+        self.control = control
 
 
 class Supervisor:
@@ -119,44 +200,59 @@ class Supervisor:
         fd = n.args[0] & 0xFFFFFFFF
         sock = self._socket(n, fd)
         try:
-            family = sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
-            kind = sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
-            if family not in (socket.AF_INET, socket.AF_INET6):
-                return None  # not a destination the rules are about (unix, netlink)
-            if n.nr == NR_CONNECT:
-                address = self._address(n, n.args[1], n.args[2], "connect")
-                self._still_waiting(n)
-                return kernel.raw_connect(sock.fileno(), address)
-            # sendto(fd, buf, len, FLAGS, ..), sendmsg(fd, msg, FLAGS), sendmmsg(fd, vec, n, FLAGS)
-            flags = n.args[2 if n.nr == NR_SENDMSG else 3] & 0xFFFFFFFF
-            if kind == socket.SOCK_STREAM and not flags & MSG_FASTOPEN:
-                return None  # TCP ignores the address: its destination was judged at connect
-            if n.nr == NR_SENDTO:
-                address = self._address(n, n.args[4], n.args[5], "send")
-                data = self._read(n, n.args[1], min(n.args[2], DATA_MAX), "buffer")
-                self._still_waiting(n)
-                return kernel.raw_sendto(sock.fileno(), data, flags, address)
-            if n.nr == NR_SENDMSG:
-                name, data, control = self._message(n, n.args[1])
-                self._still_waiting(n)
-                return kernel.raw_sendmsg(sock.fileno(), name, data, control, flags)
-            return self._sendmmsg(n, sock.fileno(), flags)
+            if _left_to_kernel(n, sock):
+                if not self._alone(n):
+                    # another task may put another socket under this number before the
+                    # kernel looks it up again
+                    return self._perform_on(n, sock)
+                # alone, the caller's descriptor table holds still until it returns: what it
+                # holds now is what the kernel will find
+                sock.close()
+                sock = self._socket(n, fd)
+                if _left_to_kernel(n, sock):
+                    return None
+            return self._perform_on(n, sock)
         finally:
             sock.close()
 
-    def _sendmmsg(self, n: kernel.SeccompNotif, fd: int, flags: int) -> int:
+    def _perform_on(self, n: kernel.SeccompNotif, sock: socket.socket) -> int:
+        family = sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+        kind = sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+        call = Call(n, family, kind)
+        if n.nr == NR_CONNECT:
+            address = call.place(self._address(n, n.args[1], n.args[2], "connect", call.inet))
+            self._still_waiting(n)
+            return kernel.raw_connect(sock.fileno(), address)
+        if n.nr == NR_SENDTO:
+            address = (call.place(self._address(n, n.args[4], n.args[5], "send", call.judged))
+                       if call.named else None)
+            data = self._read(n, n.args[1], call.data_length(n.args[2]), "buffer")
+            self._still_waiting(n)
+            return call.after(kernel.raw_sendmsg(sock.fileno(), address, data, b"",
+                                                 call.flags))
+        if n.nr == NR_SENDMSG:
+            name, data, control = self._message(n, n.args[1], call)
+            with call.passed(control) as passed:
+                self._still_waiting(n)
+                return call.after(kernel.raw_sendmsg(sock.fileno(), name, data,
+                                                     passed.control, call.flags))
+        return self._sendmmsg(n, sock.fileno(), call)
+
+    def _sendmmsg(self, n: kernel.SeccompNotif, fd: int, call: Call) -> int:
         vec, count = n.args[1], min(n.args[2] & 0xFFFFFFFF, UIO_MAXIOV)
         sent = 0
         for i in range(count):
             entry = vec + i * MMSGHDR_SIZE
             try:
-                name, data, control = self._message(n, entry)
+                name, data, control = self._message(n, entry, call)
             except Refused:
                 if sent:
                     break  # as the kernel: the count so far, the error on the next call
                 raise
-            self._still_waiting(n)
-            result = kernel.raw_sendmsg(fd, name, data, control, flags)
+            with call.passed(control) as passed:
+                self._still_waiting(n)
+                result = call.after(kernel.raw_sendmsg(fd, name, data, passed.control,
+                                                       call.flags))
             if result < 0:
                 if sent:
                     break
@@ -165,6 +261,21 @@ class Supervisor:
             kernel.process_vm_write(n.pid, entry + MSGHDR.size, struct.pack("=I", result))
             sent += 1
         return sent
+
+    def _alone(self, n: kernel.SeccompNotif) -> bool:
+        """Is the caller the one task of its thread group (so the one task with its descriptor
+        table: policy.filter refuses a table shared beyond the group)? While it waits here,
+        nothing can start another."""
+        try:
+            fd = os.open(f"/proc/{n.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        self._still_waiting(n)  # so the pid was still the caller's
+        return stat.rpartition(b")")[2].split()[STAT_THREADS] == b"1"
 
     def _socket(self, n: kernel.SeccompNotif, fd: int) -> socket.socket:
         """The caller's socket `fd`, duplicated into ours (Refused when it is none)."""
@@ -202,11 +313,15 @@ class Supervisor:
                 addr, length = addr + got, length - got
         return b"".join(parts)
 
-    def _address(self, n: kernel.SeccompNotif, ptr: int, length: int, call: str) -> bytes:
+    def _address(self, n: kernel.SeccompNotif, ptr: int, length: int, call: str,
+                 judged: bool) -> bytes:
+        """The address, copied once; judged when it is a destination."""
         length = length & 0xFFFFFFFF
         if length > SOCKADDR_MAX or length & 0x80000000:
             raise Refused(errno.EINVAL)
         raw = self._read(n, ptr, length, "the address")
+        if not judged:
+            return raw
         dest = sockaddr.parse(raw, length, call)
         verdict = decide.destination(self.policy, dest)
         if not verdict.allowed:
@@ -214,29 +329,33 @@ class Supervisor:
                           {"address": str(dest)})
         return raw
 
-    def _message(self, n: kernel.SeccompNotif, addr: int
+    def _message(self, n: kernel.SeccompNotif, addr: int, call: Call
                  ) -> tuple[bytes | None, bytes, bytes]:
         name_ptr, namelen, iov, iovlen, control_ptr, controllen, _ = MSGHDR.unpack(
             self._read(n, addr, MSGHDR.size, "the msghdr"))
         if namelen < 0:
             raise Refused(errno.EINVAL)
-        name = (self._address(n, name_ptr, min(namelen, SOCKADDR_MAX), "send")
-                if name_ptr and namelen else None)
+        name = (self._address(n, name_ptr, min(namelen, SOCKADDR_MAX), "send", call.judged)
+                if name_ptr and namelen and call.named else None)
+        if name is not None:
+            name = call.place(name)
         if iovlen > UIO_MAXIOV:
             raise Refused(errno.EMSGSIZE)
-        chunks: list[bytes] = []
-        total = 0
         vec = self._read(n, iov, iovlen * IOVEC.size, "the iovec") if iovlen else b""
-        for base, length in IOVEC.iter_unpack(vec):
-            take = min(length, DATA_MAX - total)
+        pieces = list(IOVEC.iter_unpack(vec))
+        room = call.data_length(sum(length for _, length in pieces))
+        chunks: list[bytes] = []
+        for base, length in pieces:
+            take = min(length, room)
             chunks.append(self._read(n, base, take, "a buffer"))
-            total += take
+            room -= take
         control = b""
         if control_ptr and controllen:
             if controllen > CONTROL_MAX:
                 raise Refused(errno.ENOBUFS)
             control = self._read(n, control_ptr, controllen, "the control messages")
-            self._judge_control(control)
+            if call.inet:
+                self._judge_control(control)
         return name, b"".join(chunks), control
 
     def _judge_control(self, control: bytes) -> None:

@@ -17,6 +17,8 @@
  *                    while main sends to ADDR through it for ARG seconds (a check of the
  *                    socket that lets the kernel run the call looks at one, the kernel at the
  *                    other)
+ *   fd_swap_proc     the same flips from a process sharing the descriptor table (clone
+ *                    with CLONE_FILES): the sender is its thread group's one thread
  *   race             a thread flips the sockaddr between ARG (allowed) and ADDR; main sends for
  *                    ARG2 seconds, after moving itself into the cgroup whose cgroup.procs is
  *                    ARG3 when given (out of the cgroup that holds the destination programs) */
@@ -33,7 +35,10 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 
 static char payload[128];
@@ -114,27 +119,41 @@ static atomic_int race_stop;
 
 static int swap_unix, swap_inet;
 
-/* Send the payload through `fd` to `to` (read afresh at every call: a thread may be flipping
- * it) for `seconds` while `flipper` runs, then stop it; report as `op` */
-static int send_while(const char *op, void *(*flipper)(void *), int fd,
-                      const struct sockaddr *to, socklen_t len, double seconds)
+static double since(const struct timespec *t0)
 {
-    pthread_t th;
-    pthread_create(&th, NULL, flipper, NULL);
-    struct timespec t0, t;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Send the payload through `fd` to `to` (read afresh at every call: a thread may be flipping
+ * it) for `seconds`; report as `op` */
+static int send_for(const char *op, int fd, const struct sockaddr *to, socklen_t len,
+                    double seconds)
+{
+    struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     long tries = 0, sent = 0;
     do {
         tries++;
         if (syscall(SYS_sendto, fd, payload, plen, 0, to, len) >= 0)
             sent++;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    } while ((double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < seconds);
-    atomic_store(&race_stop, 1);
-    pthread_join(th, NULL);
+    } while (since(&t0) < seconds);
     /* only the peer knows which address got the datagrams */
     printf("%s: %ld tries, %ld sent\n", op, tries, sent);
     return sent ? GOT_THROUGH : BLOCKED;
+}
+
+/* send_for while the thread `flipper` runs, then stop it */
+static int send_while(const char *op, void *(*flipper)(void *), int fd,
+                      const struct sockaddr *to, socklen_t len, double seconds)
+{
+    pthread_t th;
+    pthread_create(&th, NULL, flipper, NULL);
+    int rc = send_for(op, fd, to, len, seconds);
+    atomic_store(&race_stop, 1);
+    pthread_join(th, NULL);
+    return rc;
 }
 
 static void *swap_flip(void *arg)
@@ -300,6 +319,32 @@ int main(int argc, char **argv)
         if (swap_unix < 0 || dup2(swap_unix, 50) < 0)
             die_setup("fd_swap sockets");
         return send_while(op, swap_flip, 50, &u.s, len, atof(argv[4]));
+    }
+    if (IS("fd_swap_proc")) {
+        /* the same swap from another process that shares the descriptor table (clone with
+         * CLONE_FILES, without CLONE_THREAD): main stays the one thread of its group */
+        need_args(argc, argv, 5, "net fd_swap_proc FORBIDDEN PORT SECONDS");
+        swap_unix = socket(AF_UNIX, SOCK_DGRAM, 0);
+        swap_inet = sock(fam, SOCK_DGRAM);
+        if (swap_unix < 0 || dup2(swap_unix, 50) < 0)
+            die_setup("fd_swap_proc sockets");
+        double seconds = atof(argv[4]);
+        long child = syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
+        if (child < 0)
+            return report("clone(CLONE_FILES)", child);
+        if (child == 0) {
+            struct timespec t0;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            while (since(&t0) < seconds + 1) {
+                dup2(swap_inet, 50);
+                dup2(swap_unix, 50);
+            }
+            _exit(0);
+        }
+        int rc = send_for(op, 50, &u.s, len, seconds);
+        kill((pid_t)child, SIGKILL);
+        waitpid((pid_t)child, NULL, 0);
+        return rc;
     }
     if (IS("race")) {
         need_args(argc, argv, 6, "net race FORBIDDEN PORT ALLOWED SECONDS [CGROUP_PROCS]");

@@ -45,8 +45,10 @@ from . import decide
 from .model import Policy
 from .syscalls import (
     BY_NAME,
+    CLONE_FILES,
     CLONE_NEWCGROUP,
     CLONE_NEWNS,
+    CLONE_THREAD,
     CLONE_UNTRACED,
     O_ACCMODE,
     O_CREAT,
@@ -81,7 +83,7 @@ LOW32 = 0xFFFFFFFF  # int arguments: the kernel reads the low half of the regist
 JUDGE = 0
 (MOUNT_TREE, NEW_ROOT, MOUNT_NAMESPACE, CGROUP_MOUNTS, DETACH_PROGRAMS, CGROUP_NAMESPACE,
  SOURCE_ROUTE, SUPERVISED_SOCKETCALL, SOCKET_FAMILY, INET_SOCKET_TYPE, ESCAPE, UNTRACED_CHILD,
- OWN_LISTENER, TERMINAL_INJECTION) = range(1, 15)
+ OWN_LISTENER, TERMINAL_INJECTION, SHARED_DESCRIPTORS) = range(1, 16)
 # whose rule a refusal enforces (resolved by refusals() to the name the log shows)
 WRITES, DESTINATIONS, FAMILIES, INET_SOCKETS, HARDENING = (
     "writes", "destinations", "families", "inet-sockets", "hardening")
@@ -102,6 +104,8 @@ REFUSALS: dict[int, tuple[str, str]] = {
     UNTRACED_CHILD: (HARDENING, "an untraced child would escape the tracer"),
     OWN_LISTENER: (HARDENING, "a listener of its own would answer the calls the tracer judges"),
     TERMINAL_INJECTION: (HARDENING, "terminal input injection reaches outside the sandbox"),
+    SHARED_DESCRIPTORS: (DESTINATIONS, "a descriptor table shared outside the thread group "
+                         "could swap a socket the supervisor checked"),
 }
 
 
@@ -157,6 +161,8 @@ def build(policy: Policy, supervised: bool = False) -> Profile:
     # supervised, refused (the supervisor performs x86_64 calls only)
     rules.append(Rule(("socketcall",),
                       deny_action(policy, SUPERVISED_SOCKETCALL) if supervised else TRACE))
+    if supervised:
+        rules.append(shared_descriptors_rule(policy))
     rules += socket_rules(policy)
     rules += hardening_rules(policy)
     rules += setns_rules(policy)
@@ -208,6 +214,16 @@ def destination_rules(policy: Policy, judged: Action = TRACE) -> list[Rule]:
         *(() if policy.restricts_writes else
           (Rule(names(Group.MOUNT), deny_action(policy, CGROUP_MOUNTS)),)),
     ]
+
+
+def shared_descriptors_rule(policy: Policy) -> Rule:
+    """The supervisor lets the kernel run a call it need not perform (a unix socket's) only
+    while the caller is the one task of its thread group: nothing else can then change the
+    caller's descriptor table before the kernel looks the descriptor up again. That holds only
+    if a descriptor table is never shared beyond a thread group: clone with CLONE_FILES and
+    without CLONE_THREAD is refused (clone3, whose flags BPF cannot read, is ENOSYS anyway)."""
+    return Rule(("clone",), deny_action(policy, SHARED_DESCRIPTORS),
+                (ArgCondition(0, CLONE_FILES | CLONE_THREAD, MASKED_EQ, CLONE_FILES),))
 
 
 def setns_rules(policy: Policy) -> list[Rule]:

@@ -90,14 +90,21 @@ def control_messages(data: bytes, compat: bool = False) -> list[tuple[int, int]]
     """(level, type) of each control message in a sendmsg's control buffer, walked as the
     kernel's __scm_send / CMSG_NXTHDR walk it (`compat`: the i386 layout); None when one is
     malformed (the kernel answers EINVAL)."""
+    spans = control_message_spans(data, compat)
+    return None if spans is None else [(level, type_) for level, type_, _, _ in spans]
+
+
+def control_message_spans(data: bytes, compat: bool = False
+                          ) -> list[tuple[int, int, int, int]] | None:
+    """(level, type, start, end) of each control message, [start:end] its data."""
     head, align, fmt = (12, 4, "<Iii") if compat else (16, 8, "<Qii")
-    found: list[tuple[int, int]] = []
+    found: list[tuple[int, int, int, int]] = []
     offset = 0
     while offset + head <= len(data):
         cmsg_len, level, type_ = struct.unpack_from(fmt, data, offset)
         if cmsg_len < head or cmsg_len > len(data) - offset:
             return None
-        found.append((level, type_))
+        found.append((level, type_, offset + head, offset + cmsg_len))
         offset += (cmsg_len + align - 1) & ~(align - 1)
     return found
 
