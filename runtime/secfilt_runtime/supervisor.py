@@ -8,7 +8,7 @@ the control messages out of the caller's memory once, judges that copy (policy.d
 duplicate of the caller's socket (pidfd_getfd: the same open file, so the same socket) and
 performs the call on the copy. What the caller's threads write into their memory afterwards
 changes nothing: the kernel never reads it again. Blocking is the caller's own: the socket's
-O_NONBLOCK and timeouts are shared; a thread waits per call, and the filter's
+O_NONBLOCK and timeouts are shared; a worker thread waits per call, and the filter's
 WAIT_KILLABLE_RECV keeps a signal from restarting a call that is being performed.
 
 Left to the kernel (answered CONTINUE), when the caller is the one task of its thread group:
@@ -29,6 +29,7 @@ supervisor is root.
 
 from __future__ import annotations
 
+import _queue
 import _signal
 import contextlib
 import errno
@@ -36,11 +37,15 @@ import os
 import socket
 import struct
 import threading
+from typing import TYPE_CHECKING
 
 from . import kernel, signals, unixcalls
 from .errors import warn
 from .policy import decide, sockaddr, syscalls
 from .policy.model import Policy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 NR_CONNECT, NR_SENDTO, NR_SENDMSG, NR_SENDMMSG = 42, 44, 46, 307  # x86_64
 NAMES = {NR_CONNECT: "connect", NR_SENDTO: "sendto", NR_SENDMSG: "sendmsg",
@@ -137,6 +142,35 @@ class _Verbatim:
         self.control = control
 
 
+class _Workers:
+    """Threads that answer notifications: an idle one takes the next, else a new one starts
+    (a call may block as long as the caller's socket makes it: a connect, a full buffer). Each
+    stays for the next rather than end: starting a thread costs more than most calls."""
+
+    def __init__(self, perform: Callable[[kernel.SeccompNotif, socket.socket], None]) -> None:
+        self.perform = perform
+        self.waiting = _queue.SimpleQueue()
+        self.idle = 0
+        self.lock = threading.Lock()
+
+    def submit(self, notif: kernel.SeccompNotif, sock: socket.socket) -> None:
+        with self.lock:
+            start = self.idle == 0
+            if not start:
+                self.idle -= 1
+        if start:
+            threading.Thread(target=self._work, args=(notif, sock), daemon=True).start()
+        else:
+            self.waiting.put((notif, sock))
+
+    def _work(self, notif: kernel.SeccompNotif, sock: socket.socket) -> None:
+        while True:
+            self.perform(notif, sock)
+            with self.lock:
+                self.idle += 1
+            notif, sock = self.waiting.get()
+
+
 class Supervisor:
     def __init__(self, listener: int, policy: Policy, log_path: str | None) -> None:
         self.listener = listener
@@ -149,12 +183,14 @@ class Supervisor:
     # --- the loop ------------------------------------------------------------------------
 
     def serve(self) -> None:
-        """Receive until every process of the filter is gone (POLLHUP), each call in a thread
-        of its own: a blocking connect must not hold the others."""
+        """Receive until every process of the filter is gone (POLLHUP). A call the kernel may
+        run is answered here; one to perform goes to a worker thread: a blocking connect must
+        not hold the others."""
         import select
 
         poller = select.poll()
         poller.register(self.listener, select.POLLIN)
+        workers = _Workers(self._perform)
         try:
             while True:
                 events = poller.poll()
@@ -166,21 +202,38 @@ class Supervisor:
                     if e.errno in (errno.EINTR, errno.ENOENT):
                         continue  # ENOENT: the caller died before we received it
                     raise
-                threading.Thread(target=self._answer, args=(notif,), daemon=True).start()
+                try:
+                    sock = self._route(notif)
+                except (Refused, OSError) as e:
+                    self._answer(notif, e)
+                    continue
+                if sock is None:
+                    self._answer(notif, None)
+                else:
+                    workers.submit(notif, sock)
         finally:
             if self.log_fd is not None:
                 os.close(self.log_fd)
                 self.log_fd = None
 
-    def _answer(self, notif: kernel.SeccompNotif) -> None:
+    def _perform(self, notif: kernel.SeccompNotif, sock: socket.socket) -> None:
         try:
-            outcome = self._perform(notif)
-        except Refused as e:
-            if e.rule:
-                self._log(notif, e)
-            outcome = -e.err
-        except OSError as e:  # the caller vanished or its memory went away under us
-            outcome = -(e.errno or errno.EFAULT)
+            outcome: int | Exception = self._perform_on(notif, sock)
+        except (Refused, OSError) as e:
+            outcome = e
+        finally:
+            sock.close()
+        self._answer(notif, outcome)
+
+    def _answer(self, notif: kernel.SeccompNotif, outcome: int | Exception | None) -> None:
+        """Reply with the call's result (>= 0 or -errno), a refusal or error, or (None) let the
+        kernel run it."""
+        if isinstance(outcome, Refused):
+            if outcome.rule:
+                self._log(notif, outcome)
+            outcome = -outcome.err
+        elif isinstance(outcome, OSError):  # the caller vanished or its memory went away
+            outcome = -(outcome.errno or errno.EFAULT)
         with contextlib.suppress(OSError):  # ENOENT: the caller is gone
             if outcome is None:
                 kernel.seccomp_notif_send(self.listener, notif.id,
@@ -192,28 +245,30 @@ class Supervisor:
 
     # --- one call ------------------------------------------------------------------------
 
-    def _perform(self, n: kernel.SeccompNotif) -> int | None:
-        """The call's result (>= 0 or -errno), or None to let the kernel run it."""
+    def _route(self, n: kernel.SeccompNotif) -> socket.socket | None:
+        """The caller's socket when the call must be performed on it, None when the kernel may
+        run the call itself. Never blocks."""
         if n.arch != syscalls.AUDIT_ARCH_X86_64 or n.nr not in NAMES:
             raise Refused(self.policy.errno, decide.destination_rule(self.policy),
                           "32-bit calls that carry a destination are not supervised")
         fd = n.args[0] & 0xFFFFFFFF
         sock = self._socket(n, fd)
         try:
-            if _left_to_kernel(n, sock):
-                if not self._alone(n):
-                    # another task may put another socket under this number before the
-                    # kernel looks it up again
-                    return self._perform_on(n, sock)
-                # alone, the caller's descriptor table holds still until it returns: what it
-                # holds now is what the kernel will find
-                sock.close()
-                sock = self._socket(n, fd)
-                if _left_to_kernel(n, sock):
-                    return None
-            return self._perform_on(n, sock)
-        finally:
+            if not _left_to_kernel(n, sock) or not self._alone(n):
+                # not alone: another task may put another socket under this number before
+                # the kernel looks it up again
+                return sock
+            # alone, the caller's descriptor table holds still until it returns: what it
+            # holds now is what the kernel will find
             sock.close()
+            sock = self._socket(n, fd)
+            if not _left_to_kernel(n, sock):
+                return sock
+        except BaseException:
+            sock.close()
+            raise
+        sock.close()
+        return None
 
     def _perform_on(self, n: kernel.SeccompNotif, sock: socket.socket) -> int:
         family = sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)

@@ -31,8 +31,8 @@ def from_callers_place(pid: int, address: bytes) -> bytes:
     """`address`, for the calling thread to use as `pid` would: the thread's working directory
     becomes the caller's root (an absolute path) or working directory (a relative one), seen
     through /proc/PID (its mount namespace too), and the path is made relative to it. The
-    thread must be one of the supervisor's per-call threads: it leaves the process's shared
-    file-system context for a context of its own, which ends with the thread.
+    thread must be one of the supervisor's workers: it leaves the process's shared file-system
+    context for one of its own (the process's working directory never moves).
 
     What resolves differently: a symlink on the path to an absolute target is followed from
     the supervisor's root, and `..` can climb above the caller's root."""
