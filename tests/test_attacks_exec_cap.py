@@ -6,13 +6,14 @@ network administrator's power over the container's network namespace. With it an
 rule sends a datagram the process addresses to 127.0.0.1 (allowed: the cgroup programs and the
 tracer judge that address and pass it) to 192.0.2.1 (forbidden), rewritten by the kernel after
 every check. The judge is the peer of the attack suite (tests/attacks/harness.py), in the
-network namespace the test made, which watches 192.0.2.1.
+network namespace the test made, which watches 192.0.2.1. exec now refuses such a process
+unless the bundle granted the capability (confinement.refused_capabilities).
 
 The DNAT is set by the host's own `nft`, bound read-only into the container and started through
 its dynamic loader (the busybox root has neither nft nor its libraries).
 
 `CAP_NET_RAW` stays allowed: what it adds (raw and packet sockets, the routing socket options) is
-refused by the policy's filter under destination rules, which the second test shows with the
+refused by the policy's filter under destination rules, which the last test shows with the
 attacks that need it.
 """
 
@@ -112,8 +113,6 @@ def test_the_dnat_reaches_the_forbidden_peer_where_the_bundle_grants_net_admin(
         assert peer.received(FORBIDDEN_PEER, "udp_sendto"), (r.stdout, r.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap 10: exec adds CAP_NET_ADMIN the bundle did "
-                   "not grant, and the DNAT defeats the destination rules")
 @pytest.mark.parametrize("how", ["cap", "process"])
 def test_exec_cannot_add_net_admin_against_the_destination_rules(
         runtime, make_bundle, peer: Peer, tmp_path: Path, how: str) -> None:

@@ -171,3 +171,86 @@ def test_the_command_line_form_keeps_the_saved_no_new_privileges(runtime, make_b
         r = runtime("exec", cid, "grep", "NoNewPrivs", "/proc/self/status")
         assert r.returncode == 0, r.stderr
         assert r.stdout.split() == ["NoNewPrivs:", "1"], r.stdout
+
+
+# destination rules (gap 10): exec adds no capability that defeats them unless the bundle
+# granted it to the container's own process; test_attacks_exec_cap.py shows the attack
+DESTINATIONS = {"org.secfilter.no-outbound-network": "true",
+                "org.secfilter.allowed-netmask": "127.0.0.0/8"}
+CAP_NET_ADMIN = 1 << 12
+EFFECTIVE = "grep ^CapEff /proc/self/status"
+
+
+def _pids_in(runtime, cid: str) -> list[str]:
+    r = runtime("ps", "--format", "json", cid)
+    assert r.returncode == 0, r.stderr
+    return sorted(json.loads(r.stdout))
+
+
+def _net_admin_file(tmp_path: Path) -> Path:
+    """podman exec --cap-add / --privileged: the process lists the capability itself."""
+    path = tmp_path / "net-admin.json"
+    path.write_text(json.dumps({
+        "args": ["sh", "-c", f"{EFFECTIVE}; touch /tmp/ran"], "cwd": "/",
+        "env": ["PATH=/bin:/usr/bin"], "user": {"uid": 0, "gid": 0},
+        "capabilities": {k: ["CAP_NET_ADMIN"] for k in ("bounding", "effective",
+                                                         "permitted")}}))
+    return path
+
+
+def _exec_net_admin(runtime, cid: str, how: str, tmp_path: Path):
+    if how == "cap":
+        return runtime("exec", "--cap", "CAP_NET_ADMIN", cid, "sh", "-c",
+                       f"{EFFECTIVE}; touch /tmp/ran")
+    return runtime("exec", "--process", str(_net_admin_file(tmp_path)), cid)
+
+
+@pytest.mark.parametrize("how", ["cap", "process"])
+def test_exec_refuses_net_admin_under_destination_rules(runtime, make_bundle, tmp_path, how):
+    """Refused before anything is made: a clear message naming the capability and the rule,
+    exit 1, no process run (its marker file is not there), the container's processes and
+    state as they were."""
+    bundle = make_bundle(["sleep", "60"], annotations=DESTINATIONS)
+    with container(runtime, bundle) as cid:
+        before = _pids_in(runtime, cid)
+        state = (runtime.state_root / cid / "state.json").read_text()
+        r = _exec_net_admin(runtime, cid, how, tmp_path)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert r.stdout == ""
+        assert "CAP_NET_ADMIN" in r.stderr and "exec refused" in r.stderr, r.stderr
+        assert "destination rules (no-outbound-network)" in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1, r.stderr  # one line, no traceback
+        assert _pids_in(runtime, cid) == before
+        assert (runtime.state_root / cid / "state.json").read_text() == state
+        assert status(runtime, cid) == "running"
+        r = runtime("exec", cid, "test", "-e", "/tmp/ran")
+        assert r.returncode == 1, "the refused process ran"
+        # the same container still takes an exec without it
+        r = runtime("exec", "--cap", "CAP_KILL", cid, "sh", "-c", EFFECTIVE)
+        assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("how", ["cap", "process"])
+def test_net_admin_is_added_without_destination_rules(runtime, make_bundle, tmp_path, how):
+    """Without destination rules (a family rule and a write rule here) exec adds it, as runc's
+    does."""
+    bundle = make_bundle(["sleep", "60"], annotations={
+        "org.secfilter.mainstream-network-families": "true",
+        "org.secfilter.read-only": "true", "org.secfilter.allow-write": "/tmp"})
+    with container(runtime, bundle) as cid:
+        r = _exec_net_admin(runtime, cid, how, tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert int(r.stdout.split()[1], 16) & CAP_NET_ADMIN, r.stdout
+
+
+@pytest.mark.parametrize("how", ["cap", "process"])
+def test_net_admin_the_bundle_granted_stays_under_destination_rules(runtime, make_bundle,
+                                                                    tmp_path, how):
+    """The bundle granted it to the container's own process: exec may give it too."""
+    caps = {k: ["CAP_CHOWN", "CAP_NET_ADMIN"] for k in ("bounding", "effective", "permitted")}
+    bundle = make_bundle(["sleep", "60"], annotations=DESTINATIONS,
+                         process={"capabilities": caps})
+    with container(runtime, bundle) as cid:
+        r = _exec_net_admin(runtime, cid, how, tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert int(r.stdout.split()[1], 16) & CAP_NET_ADMIN, r.stdout

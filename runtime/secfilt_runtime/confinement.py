@@ -131,6 +131,67 @@ def _policy(doc: Any, where: str) -> Policy:
     return Policy(**values)
 
 
+# Capabilities that undo a restriction of the policy which no other layer takes back from a
+# process holding them: the restriction (a Policy property) and how. CAP_NET_ADMIN rewrites
+# where the network namespace sends packets (an nftables DNAT, a route, a tunnel) after the
+# cgroup programs and the tracer judged the address, with nothing the filter refuses
+# (netlink is an allowed family). Not here, each checked against the filter: CAP_NET_RAW (raw
+# and packet sockets and the routing socket options are refused under destination rules),
+# CAP_SYS_ADMIN and CAP_BPF (bpf, the mount family and setns into a cgroup namespace are
+# refused, the cgroup mounts read-only), and nothing against the write rules (Landlock and
+# the read-only mounts bind root too, the mount family is refused).
+DEFEATING: dict[str, tuple[str, str]] = {
+    "CAP_NET_ADMIN": (
+        "restricts_destinations",
+        "a process rewrites where the network sends packets (an nftables DNAT, a route or a tunnel "
+        "sends an allowed address's packets to a forbidden host) after the destination "
+        "rules have judged the address"),
+}
+
+
+def holds(caps: Capabilities | str | None, name: str) -> bool | None:
+    """Does a process with `caps` hold capability `name` in any set (bounding and inheritable
+    included: execve raises it from there)? None (no capabilities given) keeps the runtime's
+    full root set: yes. MISSING (a state.json older than their saving): None, unknown."""
+    if caps is None:
+        return True
+    if isinstance(caps, str):  # MISSING
+        return None
+    return any(name in getattr(caps, k) for k in _CAP_SETS)
+
+
+def refused_capabilities(policy: Policy | None, caps: Capabilities | None,
+                         init_caps: Capabilities | str | None) -> tuple[str, ...]:
+    """The capabilities of DEFEATING that a process exec adds with `caps` would hold, that
+    defeat a restriction of `policy`, and that the container's init did not hold (`init_caps`,
+    as create saved them; MISSING counts as not held: exec cannot tell). What the bundle
+    granted the init stays the container's own choice, as it is for the init."""
+    if policy is None:
+        return ()
+    return tuple(name for name, (restricts, _) in DEFEATING.items()
+                 if getattr(policy, restricts) and holds(caps, name)
+                 and holds(init_caps, name) is not True)
+
+
+def capability_refusal(policy: Policy, refused: tuple[str, ...],
+                       init_caps: Capabilities | str | None) -> str:
+    """exec's message for what refused_capabilities found (not empty)."""
+    from .policy import decide
+
+    rules = {"restricts_destinations": f"destination rules ({decide.destination_rule(policy)})"}
+    whys = "; ".join(f"with {name} {DEFEATING[name][1]}, which defeats the container's "
+                     f"{rules[DEFEATING[name][0]]}" for name in refused)
+    names = ", ".join(refused)
+    if isinstance(init_caps, str):
+        init = f"and exec cannot tell whether the container's init held {names} (state.json " \
+            "predates the saving of capabilities)"
+    else:
+        init = "which the container's init was not granted"
+    return (f"exec refused: the process would hold {names}, {init}: {whys}. Leave it out "
+            "(--cap, or process.capabilities of --process), or grant it in the bundle's "
+            "process.capabilities when the container is created")
+
+
 class SavedProcess:
     """The init's capabilities (a Capabilities, None, or MISSING), rlimits and
     noNewPrivileges (None when the state predates their saving), for the process exec adds."""

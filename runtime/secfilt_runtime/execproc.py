@@ -14,6 +14,9 @@ from what create saved in state.json (see confinement: config.json may have been
 and is seized by the container's tracer before it loads them. So are the capabilities and
 rlimits the process does not give itself: the init's, as saved. config.json gives only the
 other defaults of the process itself (args, env, user, cwd...), as it does for runc's exec.
+A capability that defeats the policy (confinement.DEFEATING: CAP_NET_ADMIN under destination
+rules) is refused, before anything is made, unless the init held it: `--cap` adds it as runc's
+does, and a process file may list it, but only the bundle can grant it.
 """
 
 from __future__ import annotations
@@ -179,8 +182,16 @@ def exec_process(store: StateStore, container_id: str, opts: ExecOptions, *,
     # the confinement create saved, not config.json's (which may have been edited since)
     policy, saved_seccomp = confinement.from_state(st.confinement, st.id,
                                                    traced=bool(st.tracer_socket))
-    proc = build_process(spec.process, opts, confinement.saved_process(st.confinement, st.id),
-                         st.id)
+    saved = confinement.saved_process(st.confinement, st.id)
+    proc = build_process(spec.process, opts, saved, st.id)
+    # a capability that defeats the policy's rules (CAP_NET_ADMIN against the destinations)
+    # only if the container's init held it: the bundle's choice, never exec's (--cap adds
+    # it, as runc's does; so does a process file)
+    refused = confinement.refused_capabilities(policy, proc.capabilities, saved.capabilities)
+    if refused:
+        assert policy is not None
+        raise ConfigError(f"container {st.id}: " + confinement.capability_refusal(
+            policy, refused, saved.capabilities))
     if proc.terminal and detach and not console_socket:
         raise ConfigError("--tty: cannot allocate a terminal with --detach and no "
                           "--console-socket")
