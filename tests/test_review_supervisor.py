@@ -217,10 +217,11 @@ def peer(tmp_path: Path) -> Iterator[Peer]:
 def test_fd_swap_race_where_proc_is_another_pid_namespaces(peer: Peer) -> None:
     """secfilt started in a pid namespace whose /proc was not mounted anew (`unshare -p -f`
     without --mount-proc): the notification's pid is the namespace's, /proc/PID/stat another
-    task's (here a kernel thread's, one thread), so a caller with other threads is answered
-    CONTINUE and the swap of test_fd_swap_race reaches the forbidden peer again. (pidfd_open
-    takes the namespace's pid, so the socket looked at is right, and the rest looks fine.)"""
-    def run(policy: list[str] | None) -> list[str]:
+    task's (here a kernel thread's, one thread), so a caller with other threads was answered
+    CONTINUE and the swap of test_fd_swap_race reached the forbidden peer again. secfilt now
+    refuses to start where /proc is not its pid namespace's (the tracer too would read other
+    processes' paths)."""
+    def run(policy: list[str] | None) -> subprocess.CompletedProcess:
         peer.record.write_text("")
         inner = secfilt_as_nobody(policy) if policy else \
             [*SETPRIV_NOBODY, "env", f"PYTHONPATH={REPO / 'runtime'}:{nobody_deps()}"]
@@ -229,13 +230,16 @@ def test_fd_swap_race_where_proc_is_another_pid_namespaces(peer: Peer) -> None:
         argv = ["nsenter", f"--net=/proc/{peer.pid}/ns/net", *inner[:cut],
                 "unshare", "-U", "-r", "-p", "-f", *inner[cut:],
                 str(binaries() / "net"), "fd_swap", FORBIDDEN_PEER, str(PORT), "2"]
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-        assert "attack-start" in p.stdout, p.stdout + p.stderr
-        return peer.received(FORBIDDEN_PEER)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
-    assert run(None), "the race does not work without a policy"
-    got = run(NET_ONLY)
+    bare = run(None)
+    assert "attack-start" in bare.stdout, bare
+    assert peer.received(FORBIDDEN_PEER), "the race does not work without a policy"
+    out = run(NET_ONLY)
+    got = peer.received(FORBIDDEN_PEER)
     assert not got, f"BYPASS: {len(got)} datagrams reached the forbidden peer"
+    assert out.returncode != 0 and "/proc shows another pid namespace" in out.stderr, out
+    assert "attack-start" not in out.stdout, out
 
 
 # --- 3. wrong results of performed calls ------------------------------------------------------
@@ -325,6 +329,9 @@ def test_proc_self_in_a_unix_path_is_the_callers(shared_dir: Path) -> None:
     assert supervised.stdout == bare.stdout, supervised
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known limit (docs/security.md gap 10): a user's supervisor may not take a non-dumpable "
+    "caller's socket; its supervised calls fail with EPERM (closed, never open)"))
 def test_a_non_dumpable_caller_can_still_send(shared_dir: Path) -> None:
     """prctl(PR_SET_DUMPABLE, 0) makes pidfd_getfd (PTRACE_MODE_ATTACH) of the caller's
     socket fail for a supervisor without CAP_SYS_PTRACE: every connect/sendto/sendmsg of such

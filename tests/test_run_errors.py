@@ -631,3 +631,19 @@ def test_policy_log_that_cannot_be_opened_names_the_annotation(runtime, make_bun
     r = runtime(command, "--bundle", str(bundle), "t1")
     assert_failed_cleanly(r, runtime, f'annotations["org.secfilter.log"]: cannot open {log}: '
                           f"{problem}", marker=marker)
+
+
+def test_a_procfs_of_another_pid_namespace_is_refused_under_a_policy(runtime, make_bundle):
+    """Started in a pid namespace without a procfs of its own (`unshare -p -f`, no
+    --mount-proc), the tracer would find other processes under the pids it is given: refused
+    before anything is made, naming the cause. Without a policy there is no tracer: it runs."""
+    argv = ["unshare", "-p", "-f", *runtime.argv("run", "--bundle")]
+    policy = make_bundle(args=["true"], annotations={"org.secfilter.read-only": "1"})
+    p = subprocess.run([*argv, str(policy), "t1"], capture_output=True, text=True,
+                       env=runtime.env(), timeout=60)
+    assert_failed_cleanly(Result(p.returncode, p.stdout, p.stderr), runtime,
+                          "/proc shows another pid namespace")
+    plain = make_bundle(args=["true"])
+    p = subprocess.run([*argv, str(plain), "t2"], capture_output=True, text=True,
+                       env=runtime.env(), timeout=60)
+    assert p.returncode == 0, p.stderr

@@ -30,3 +30,9 @@ def warn(message: str) -> None:
         sys.stderr.flush()
     except (AttributeError, OSError, ValueError):  # None, closed, or a broken pipe
         pass
+
+
+# the tracer (and secfilt's supervisor) find a process by the pid they are given in /proc
+NOT_OUR_PROCFS = ("/proc shows another pid namespace's processes (one entered without a procfs "
+                  "of its own, as `unshare -p -f` without --mount-proc): the tracer would read "
+                  "other processes' paths and descriptors; mount a procfs for this namespace")

@@ -812,18 +812,30 @@ def pidfd_open_thread(tid: int) -> int:
 PIDFD_SIGNAL_THREAD = 1
 
 
-def signal_thread(tid: int, sig: int) -> None:
-    """`sig` to the thread `tid` itself, as the kernel sends a SIGPIPE to the sender."""
-    pidfd = pidfd_open_thread(tid)
+def pidfd_signal_thread(pidfd: int, sig: int) -> None:
+    """`sig` to the thread a PIDFD_THREAD pidfd holds, as the kernel sends a SIGPIPE to the
+    sender."""
     try:
-        try:
-            _syscall("pidfd_send_signal", pidfd, sig, None, PIDFD_SIGNAL_THREAD)
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise
-            _syscall("pidfd_send_signal", pidfd, sig, None, 0)  # before 6.9: the process
-    finally:
-        os.close(pidfd)
+        _syscall("pidfd_send_signal", pidfd, sig, None, PIDFD_SIGNAL_THREAD)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        _syscall("pidfd_send_signal", pidfd, sig, None, 0)  # before 6.9: the process
+
+
+def procfs_is_own_pid_namespace() -> bool:
+    """Does /proc show the pids of this process's pid namespace (what waitpid, ptrace and
+    seccomp notifications give)? Not where a pid namespace was entered without a procfs of
+    its own (`unshare -p -f` without --mount-proc): /proc/PID is then another task. NSpid
+    lists this process's pid in /proc's namespace and each below it: one entry, its own."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"NSpid:"):
+                    return line.split()[1:] == [str(os.getpid()).encode()]
+    except OSError:
+        return False
+    return False
 
 
 _libc.connect.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)

@@ -18,7 +18,7 @@ from . import spec as spec_mod
 from .cleanup import Cleanup
 from .container import namespaces, process, system
 from .container.cgroups import UNIFIED, Cgroup
-from .errors import ConfigError, ContainerError
+from .errors import NOT_OUR_PROCFS, ConfigError, ContainerError
 from .log import log, utc_now
 from .policy.model import Policy
 from .records import record
@@ -65,6 +65,11 @@ def prepare(bundle: str, root: str, session_keyring: str | None = None) -> Prepa
 
         policy = policy_parse.from_annotations(spec.annotations, spec.root.path,
                                                mounts=spec.mounts)
+    if policy is not None:
+        from . import kernel
+
+        if not kernel.procfs_is_own_pid_namespace():
+            raise ContainerError(NOT_OUR_PROCFS)
     if policy is not None and policy.log_path is not None:
         from .tracer.log import refusal
 

@@ -14,7 +14,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import SecfiltError
+from .errors import NOT_OUR_PROCFS, SecfiltError
 from .policy import parse
 from .policy.model import Policy
 from .records import field, record
@@ -182,7 +182,10 @@ def cache_dir() -> str | None:
 
 
 def run(policy: Policy, command: list[str]) -> int:
-    from . import seccomp
+    from . import kernel, seccomp
+
+    if not policy.is_empty and not kernel.procfs_is_own_pid_namespace():
+        raise SecfiltError(NOT_OUR_PROCFS)
 
     # the destination rules in the kernel, race-free: cgroup programs where this caller may
     # attach them (root), else a supervisor that performs the calls itself

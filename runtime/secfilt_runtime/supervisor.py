@@ -94,8 +94,8 @@ class Call:
     """How one call is performed on the supervisor's duplicate of the caller's socket, so that
     it does what the kernel would have done for the caller."""
 
-    def __init__(self, n: kernel.SeccompNotif, family: int, kind: int) -> None:
-        self.n = n
+    def __init__(self, n: kernel.SeccompNotif, caller: Caller, family: int, kind: int) -> None:
+        self.n, self.caller = n, caller
         self.inet = family in INET
         self.unix = family == socket.AF_UNIX
         self.asked = _flags(n)
@@ -103,8 +103,9 @@ class Call:
         # TCP ignores a send's address, unless MSG_FASTOPEN (then its destination)
         self.named = not (self.inet and self.stream and not self.asked & MSG_FASTOPEN)
         self.judged = self.inet and self.named
-        # where the kernel raises SIGPIPE on a closed peer: it must be the caller's, not ours
-        self.piped = kind in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+        # where the kernel raises SIGPIPE on a closed peer (a stream send; a seqpacket one gets
+        # EPIPE alone): it must be the caller's, not ours
+        self.piped = self.stream
         self.flags = self.asked | (MSG_NOSIGNAL if self.piped else 0)
 
     def place(self, address: bytes) -> bytes:
@@ -124,17 +125,25 @@ class Call:
     def passed(self, control: bytes) -> contextlib.AbstractContextManager:
         if not (self.unix and control):
             return contextlib.nullcontext(_Verbatim(control))
-        pidfd = kernel.pidfd_open_thread(self.n.pid)
-        try:
-            return unixcalls.PassedDescriptors(pidfd, control)
-        finally:
-            os.close(pidfd)
+        return unixcalls.PassedDescriptors(self.caller.pidfd, control)
 
     def after(self, result: int) -> int:
         if result == -errno.EPIPE and self.piped and not self.asked & MSG_NOSIGNAL:
             with contextlib.suppress(OSError):  # gone: nobody to signal
-                kernel.signal_thread(self.n.pid, _signal.SIGPIPE)
+                kernel.pidfd_signal_thread(self.caller.pidfd, _signal.SIGPIPE)
         return result
+
+
+class Caller:
+    """The calling thread, held by a pidfd for the whole call: after a call that blocked, the
+    caller may be gone and its pid another process's, never the pidfd's."""
+
+    def __init__(self, pidfd: int, sock: socket.socket) -> None:
+        self.pidfd, self.sock = pidfd, sock
+
+    def close(self) -> None:
+        self.sock.close()
+        os.close(self.pidfd)
 
 
 class _Verbatim:
@@ -147,28 +156,28 @@ class _Workers:
     (a call may block as long as the caller's socket makes it: a connect, a full buffer). Each
     stays for the next rather than end: starting a thread costs more than most calls."""
 
-    def __init__(self, perform: Callable[[kernel.SeccompNotif, socket.socket], None]) -> None:
+    def __init__(self, perform: Callable[[kernel.SeccompNotif, Caller], None]) -> None:
         self.perform = perform
         self.waiting = _queue.SimpleQueue()
         self.idle = 0
         self.lock = threading.Lock()
 
-    def submit(self, notif: kernel.SeccompNotif, sock: socket.socket) -> None:
+    def submit(self, notif: kernel.SeccompNotif, caller: Caller) -> None:
         with self.lock:
             start = self.idle == 0
             if not start:
                 self.idle -= 1
         if start:
-            threading.Thread(target=self._work, args=(notif, sock), daemon=True).start()
+            threading.Thread(target=self._work, args=(notif, caller), daemon=True).start()
         else:
-            self.waiting.put((notif, sock))
+            self.waiting.put((notif, caller))
 
-    def _work(self, notif: kernel.SeccompNotif, sock: socket.socket) -> None:
+    def _work(self, notif: kernel.SeccompNotif, caller: Caller) -> None:
         while True:
-            self.perform(notif, sock)
+            self.perform(notif, caller)
             with self.lock:
                 self.idle += 1
-            notif, sock = self.waiting.get()
+            notif, caller = self.waiting.get()
 
 
 class Supervisor:
@@ -203,26 +212,26 @@ class Supervisor:
                         continue  # ENOENT: the caller died before we received it
                     raise
                 try:
-                    sock = self._route(notif)
+                    caller = self._route(notif)
                 except (Refused, OSError) as e:
                     self._answer(notif, e)
                     continue
-                if sock is None:
+                if caller is None:
                     self._answer(notif, None)
                 else:
-                    workers.submit(notif, sock)
+                    workers.submit(notif, caller)
         finally:
             if self.log_fd is not None:
                 os.close(self.log_fd)
                 self.log_fd = None
 
-    def _perform(self, notif: kernel.SeccompNotif, sock: socket.socket) -> None:
+    def _perform(self, notif: kernel.SeccompNotif, caller: Caller) -> None:
         try:
-            outcome: int | Exception = self._perform_on(notif, sock)
+            outcome: int | Exception = self._perform_on(notif, caller)
         except (Refused, OSError) as e:
             outcome = e
         finally:
-            sock.close()
+            caller.close()
         self._answer(notif, outcome)
 
     def _answer(self, notif: kernel.SeccompNotif, outcome: int | Exception | None) -> None:
@@ -245,35 +254,44 @@ class Supervisor:
 
     # --- one call ------------------------------------------------------------------------
 
-    def _route(self, n: kernel.SeccompNotif) -> socket.socket | None:
-        """The caller's socket when the call must be performed on it, None when the kernel may
+    def _route(self, n: kernel.SeccompNotif) -> Caller | None:
+        """The caller and its socket when the call must be performed, None when the kernel may
         run the call itself. Never blocks."""
         if n.arch != syscalls.AUDIT_ARCH_X86_64 or n.nr not in NAMES:
             raise Refused(self.policy.errno, decide.destination_rule(self.policy),
                           "32-bit calls that carry a destination are not supervised")
         fd = n.args[0] & 0xFFFFFFFF
-        sock = self._socket(n, fd)
         try:
+            pidfd = kernel.pidfd_open_thread(n.pid)
+        except OSError:
+            raise Refused(errno.ESRCH) from None
+        sock = None
+        try:
+            sock = self._socket(pidfd, fd)
             if not _left_to_kernel(n, sock) or not self._alone(n):
                 # not alone: another task may put another socket under this number before
                 # the kernel looks it up again
-                return sock
+                return Caller(pidfd, sock)
             # alone, the caller's descriptor table holds still until it returns: what it
             # holds now is what the kernel will find
             sock.close()
-            sock = self._socket(n, fd)
+            sock = self._socket(pidfd, fd)
             if not _left_to_kernel(n, sock):
-                return sock
+                return Caller(pidfd, sock)
         except BaseException:
-            sock.close()
+            if sock is not None:
+                sock.close()
+            os.close(pidfd)
             raise
         sock.close()
+        os.close(pidfd)
         return None
 
-    def _perform_on(self, n: kernel.SeccompNotif, sock: socket.socket) -> int:
+    def _perform_on(self, n: kernel.SeccompNotif, caller: Caller) -> int:
+        sock = caller.sock
         family = sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
         kind = sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
-        call = Call(n, family, kind)
+        call = Call(n, caller, family, kind)
         if n.nr == NR_CONNECT:
             address = call.place(self._address(n, n.args[1], n.args[2], "connect", call.inet))
             self._still_waiting(n)
@@ -295,6 +313,17 @@ class Supervisor:
 
     def _sendmmsg(self, n: kernel.SeccompNotif, fd: int, call: Call) -> int:
         vec, count = n.args[1], min(n.args[2] & 0xFFFFFFFF, UIO_MAXIOV)
+        # each message's count goes to its msg_len, after a send that may have blocked: by
+        # then the pid may be another process's, never this descriptor's memory
+        mem = os.open(f"/proc/{n.pid}/mem", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            self._still_waiting(n)
+            return self._send_each(n, fd, call, mem, vec, count)
+        finally:
+            os.close(mem)
+
+    def _send_each(self, n: kernel.SeccompNotif, fd: int, call: Call, mem: int, vec: int,
+                   count: int) -> int:
         sent = 0
         for i in range(count):
             entry = vec + i * MMSGHDR_SIZE
@@ -312,8 +341,12 @@ class Supervisor:
                 if sent:
                     break
                 return result
-            # the kernel's own sendmmsg reports each message's count in its msg_len
-            kernel.process_vm_write(n.pid, entry + MSGHDR.size, struct.pack("=I", result))
+            try:
+                os.pwrite(mem, struct.pack("=I", result), entry + MSGHDR.size)
+            except OSError:  # as the kernel's put_user: sent, not counted
+                if sent:
+                    break
+                return -errno.EFAULT
             sent += 1
         return sent
 
@@ -332,19 +365,13 @@ class Supervisor:
         self._still_waiting(n)  # so the pid was still the caller's
         return stat.rpartition(b")")[2].split()[STAT_THREADS] == b"1"
 
-    def _socket(self, n: kernel.SeccompNotif, fd: int) -> socket.socket:
+    def _socket(self, pidfd: int, fd: int) -> socket.socket:
         """The caller's socket `fd`, duplicated into ours (Refused when it is none)."""
-        try:
-            pidfd = kernel.pidfd_open_thread(n.pid)
-        except OSError:
-            raise Refused(errno.ESRCH) from None
         try:
             dup = kernel.pidfd_getfd(pidfd, fd)
         except OSError as e:
             raise Refused(errno.EBADF if e.errno == errno.EBADF else e.errno or errno.EBADF
                           ) from None
-        finally:
-            os.close(pidfd)
         try:
             return socket.socket(fileno=dup)
         except OSError:

@@ -35,8 +35,9 @@ def from_callers_place(pid: int, address: bytes) -> bytes:
     context for one of its own (the process's working directory never moves).
 
     What resolves differently: a symlink on the path to an absolute target is followed from
-    the supervisor's root, and `..` can climb above the caller's root."""
-    path = address[_FAMILY.size:].split(b"\0", 1)[0]
+    the supervisor's root, `..` can climb above the caller's root, and /proc/self met
+    anywhere but at the start of the path is the supervisor's."""
+    path = _own_proc_links(address[_FAMILY.size:].split(b"\0", 1)[0], pid)
     kernel.unshare(CLONE_FS)  # raises rather than move the whole process's directory
     where = os.open(f"/proc/{pid}/{'root' if path.startswith(b'/') else 'cwd'}",
                     os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -45,6 +46,15 @@ def from_callers_place(pid: int, address: bytes) -> bytes:
     finally:
         os.close(where)
     return address[:_FAMILY.size] + (path.lstrip(b"/") or b".") + b"\0"
+
+
+def _own_proc_links(path: bytes, pid: int) -> bytes:
+    """/proc/self and /proc/thread-self name whoever looks them up: the caller's, not ours
+    (systemd reaches a long socket path as /proc/self/fd/DIRFD/NAME)."""
+    for link in (b"/proc/self", b"/proc/thread-self"):
+        if path == link or path.startswith(link + b"/"):
+            return b"/proc/%d" % pid + path[len(link):]
+    return path
 
 
 class PassedDescriptors:
