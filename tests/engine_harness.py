@@ -43,15 +43,44 @@ def engine_marks(*programs: str) -> list:
 
 def runtime_path(name: str) -> str:
     """The absolute path an engine is given. The console script beside this interpreter first:
-    on PATH there may be a wrapper (pyenv's shims) that needs the caller's environment."""
+    on PATH there may be a wrapper (pyenv's shims) that needs the caller's environment. When
+    that script runs another tree's code (an editable install of another checkout, as in a git
+    worktree), a wrapper that runs this tree's instead."""
     if name == "secfilt-runtime":
         beside = Path(sys.executable).parent / name
-        if beside.is_file():
+        if beside.is_file() and _installed_tree() == REPO / "runtime":
             return str(beside)
+        return str(_tree_launcher())
     found = shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
     if found is None:
         raise FileNotFoundError(f"{name} is not installed")
     return os.path.abspath(found)
+
+
+def _installed_tree() -> Path | None:
+    """The directory the installed secfilt_runtime package is imported from."""
+    p = subprocess.run([sys.executable, "-I", "-c",
+                        "import secfilt_runtime, os; print(os.path.dirname("
+                        "os.path.dirname(secfilt_runtime.__file__)))"],
+                       capture_output=True, text=True, cwd="/")
+    return Path(p.stdout.strip()).resolve() if p.returncode == 0 else None
+
+
+def _tree_launcher() -> Path:
+    """A launcher of this tree's runtime/ (an engine's environment has no PYTHONPATH), named
+    secfilt-runtime as podman's runtime_supports_json expects."""
+    tag = uuid.uuid5(uuid.NAMESPACE_URL, str(REPO)).hex[:10]
+    directory = Path(tempfile.gettempdir()) / f"secfilt-tree-{tag}"
+    directory.mkdir(mode=0o755, exist_ok=True)
+    path = directory / "secfilt-runtime"
+    text = (f"#!/bin/sh\nPYTHONPATH={REPO / 'runtime'} exec {sys.executable} "
+            f"-m secfilt_runtime \"$@\"\n")
+    if not path.is_file() or path.read_text() != text:
+        tmp = path.with_suffix(f".{os.getpid()}")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(path)
+    return path
 
 
 def run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 60,
