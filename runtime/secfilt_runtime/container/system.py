@@ -52,8 +52,35 @@ def check(spec: Spec, namespaces: NamespacePlan) -> None:
             raise ConfigError(f"linux.sysctl.{key}: needs a new {ns} namespace")
 
 
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def loopback_up() -> None:
+    """Bring `lo` up, as runc does in every network namespace it creates: without it,
+    127.0.0.1 is unreachable in `podman run --network=none` or a plain `ctr run`."""
+    import _socket
+    import fcntl
+    import struct
+
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM, 0)
+    try:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
+        if not flags & _IFF_UP:
+            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+    finally:
+        s.close()
+
+
 def apply(spec: Spec) -> None:
     """Run in the init, after pivot_root (so /proc is the container's own)."""
+    if any(ns.type == "network" and not ns.path for ns in spec.linux.namespaces):
+        try:
+            loopback_up()
+        except OSError as e:
+            raise ContainerError(f"network namespace: cannot bring lo up: {e.strerror}") from None
     try:
         if spec.hostname is not None:
             kernel.sethostname(spec.hostname)
