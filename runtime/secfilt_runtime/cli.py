@@ -231,7 +231,15 @@ def _run_command(command: str, p: Parsed, store: StateStore, root: str) -> int:
         from . import ops
 
         cid = _one_id(p, command)
-        ops.delete(store, cid, bool(o.get("force")))
+        force = bool(o.get("force"))
+        if force and not os.path.exists(os.path.join(store.path(cid), "state.json")):
+            # as runc: --force of a container that does not exist removes what a create
+            # killed before its first state left and succeeds (engines clean up with it)
+            from .state import remove_tree
+
+            remove_tree(store.path(cid))
+            return 0
+        ops.delete(store, cid, force)
         return 0
     if command in ("pause", "resume"):
         from . import ops

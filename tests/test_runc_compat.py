@@ -1,0 +1,42 @@
+"""What a runc user or an engine sees the same with secfilt-runtime as with runc: the
+differences found by running both on the same bundles and command lines (runc 1.1 here).
+Each test states runc's behaviour, checked against runc where it is installed."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import BASE_CONFIG, needs_root
+
+pytestmark = [needs_root, pytest.mark.e2e]
+
+HAS_RUNC = shutil.which("runc") is not None
+BASE_MOUNTS = BASE_CONFIG["mounts"]
+SYSFS = {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]}
+
+
+def test_a_new_network_namespace_has_loopback_up(runtime, make_bundle):
+    # runc brings `lo` up in every network namespace it creates: `podman run --network=none`
+    # and `ctr run` give the process a working 127.0.0.1
+    script = "cat /sys/class/net/lo/operstate /sys/class/net/lo/flags"
+    r = runtime.run(make_bundle(["sh", "-c", script], mounts=[*BASE_MOUNTS, SYSFS]))
+    assert r.returncode == 0, r.stderr
+    state, flags = r.stdout.split()
+    assert int(flags, 16) & 1, f"lo is down (flags {flags})"
+    assert state in ("unknown", "up")
+
+
+def test_delete_force_of_an_unknown_id_succeeds(runtime):
+    # runc: `delete --force` of a container that does not exist removes what is left of its
+    # directory and exits 0 (engines call it to clean up after a failed create)
+    (runtime.state_root / "ghost").mkdir(parents=True)
+    r = runtime("delete", "--force", "ghost")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert not (runtime.state_root / "ghost").exists()
+    r = runtime("delete", "--force", "never-was")
+    assert (r.returncode, r.stderr) == (0, "")
+    r = runtime("delete", "never-was")
+    assert r.returncode == 1 and "does not exist" in r.stderr
