@@ -4,6 +4,7 @@ Each test states runc's behaviour, checked against runc where it is installed.""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -40,3 +41,29 @@ def test_delete_force_of_an_unknown_id_succeeds(runtime):
     assert (r.returncode, r.stderr) == (0, "")
     r = runtime("delete", "never-was")
     assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_tmpcopyup_fills_the_tmpfs_with_what_it_covers(runtime, make_bundle):
+    # runc's tmpcopyup (podman gives it to every --tmpfs, and to /run, /tmp under --read-only):
+    # the tmpfs starts with a copy of the image's directory, owners, modes and links kept
+    tmpfs = {"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+             "options": ["rw", "nosuid", "nodev", "tmpcopyup"]}
+    script = ("set -e; grep -c . /etc/passwd; stat -c '%a %u:%g' /etc /etc/passwd; "
+              "readlink /etc/link; echo new > /etc/new; cat /etc/sub/deep; "
+              "stat -c %u:%g /etc/sub/deep; "
+              "grep ' /etc ' /proc/mounts | cut -d' ' -f3")
+    bundle = make_bundle(["sh", "-c", script], writable_rootfs=True,
+                         mounts=[*BASE_MOUNTS, tmpfs])
+    etc = bundle / "rootfs" / "etc"
+    (etc / "sub").mkdir()
+    (etc / "sub" / "deep").write_text("deep\n")
+    os.chown(etc / "sub" / "deep", 1000, 1001)
+    (etc / "link").symlink_to("passwd")
+    os.chmod(etc, 0o751)
+    r = runtime.run(bundle)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert int(lines[0]) > 0
+    assert lines[1:] == ["751 0:0", f"{os.stat(etc / 'passwd').st_mode & 0o7777:o} 0:0",
+                         "passwd", "deep", "1000:1001", "tmpfs"]
+    assert not (etc / "new").exists()  # written to the tmpfs, not through to the image

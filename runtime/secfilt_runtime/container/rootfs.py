@@ -259,6 +259,9 @@ def _mount_entry(ctx: _Setup, index: int, m: Mount) -> None:
                 ctx.readonly_later.append((what, where))
             _mount(m.source or fstype, paths.fd_path(target_fd), fstype, flags, data or None,
                    what=what, action=f"mount {fstype} on {shown}")
+            if fstype == "tmpfs" and existed and "tmpcopyup" in opts.extra:
+                with paths.opened(_reopen(ctx, where, shown, what)) as new_fd:
+                    _copy_up(target_fd, new_fd, what, shown)
     # the handle used as the target names the directory under the new mount: walk again
     with paths.opened(_reopen(ctx, where, shown, what)) as fd:
         if opts.bind and (opts.bind_remount_flags or opts.cleared):
@@ -272,6 +275,51 @@ def _mount_entry(ctx: _Setup, index: int, m: Mount) -> None:
         for flag in opts.propagation:
             _mount(None, paths.fd_path(fd), None, flag, what=what,
                    action=f"set the propagation of {shown}")
+
+
+def _copy_up(covered_fd: int, tmpfs_fd: int, what: str, shown: str) -> None:
+    """tmpcopyup, as runc: the image's directory the tmpfs now covers (`covered_fd` was opened
+    before the mount and still names it) is copied into the tmpfs, with owners and modes;
+    symlinks are copied, never followed, and device nodes and fifos made anew."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # through the fds' magic links
+    try:
+        src = os.open(paths.fd_path(covered_fd), flags)
+        with paths.opened(src), paths.opened(os.open(paths.fd_path(tmpfs_fd), flags)) as dst:
+            _copy_tree(src, dst)
+    except OSError as e:
+        raise _err(what, f"copy the directory under the tmpfs into {shown} (tmpcopyup)",
+                   e) from None
+
+
+def _copy_tree(src: int, dst: int) -> None:
+    with os.scandir(src) as entries:
+        names = [e.name for e in entries]
+    for name in names:
+        st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(name, 0o700, dir_fd=dst)
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            with paths.opened(os.open(name, flags, dir_fd=src)) as sub_src, \
+                    paths.opened(os.open(name, flags, dir_fd=dst)) as sub_dst:
+                _copy_tree(sub_src, sub_dst)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+        elif stat.S_ISREG(st.st_mode):
+            rflags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            wflags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            with paths.opened(os.open(name, rflags, dir_fd=src)) as fin, \
+                    paths.opened(os.open(name, wflags, 0o600, dir_fd=dst)) as fout:
+                while os.sendfile(fout, fin, None, 1 << 20) > 0:
+                    pass
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+            os.mknod(name, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev, dir_fd=dst)
+        else:
+            continue  # a socket: nothing to copy
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(name, mode, dir_fd=dst)  # after chown, which clears set-id bits
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
 
 
 def _ordinary_directory(ctx: _Setup, dest: str, fstype: str, what: str) -> None:
