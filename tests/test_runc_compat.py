@@ -4,10 +4,12 @@ Each test states runc's behaviour, checked against runc where it is installed.""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
 import pytest
+from test_lifecycle import container
 
 from conftest import BASE_CONFIG, needs_root
 
@@ -67,3 +69,27 @@ def test_tmpcopyup_fills_the_tmpfs_with_what_it_covers(runtime, make_bundle):
     assert lines[1:] == ["751 0:0", f"{os.stat(etc / 'passwd').st_mode & 0o7777:o} 0:0",
                          "passwd", "deep", "1000:1001", "tmpfs"]
     assert not (etc / "new").exists()  # written to the tmpfs, not through to the image
+
+
+def test_ps_prints_ps_lines_of_the_container_with_ps_options(runtime, make_bundle):
+    # runc ps ID [ps options]: ps(1) run with the options (-ef by default), its header kept
+    # and the lines of the container's processes; --format json: the pids
+    with container(runtime, make_bundle(["sh", "-c", "sleep 60 & wait"])) as cid:
+        pids = json.loads(runtime("ps", "--format", "json", cid).stdout)
+        assert len(pids) == 2
+        r = runtime("ps", cid)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0].split()[:3] == ["UID", "PID", "PPID"]
+        assert sorted(int(line.split()[1]) for line in lines[1:]) == sorted(pids)
+        assert any("sleep 60" in line for line in lines[1:])
+        r = runtime("ps", cid, "-o", "pid,comm")  # runc: what follows the id goes to ps
+        assert r.stdout.split() == ["PID", "COMMAND", *_pid_comm(pids)], r.stderr
+
+
+def _pid_comm(pids: list[int]) -> list[str]:
+    out = []
+    for pid in sorted(pids):
+        with open(f"/proc/{pid}/comm") as f:
+            out += [str(pid), f.read().strip()]
+    return out

@@ -201,7 +201,8 @@ def dispatch(argv: list[str]) -> int:
     if command not in COMMANDS:
         raise UsageError(f"No such command: {command!r}")
     flags, _ = COMMANDS[command]
-    p = parse_flags(rest, flags, stop_after=1 if command == "exec" else None)
+    # exec's command and ps's ps(1) options follow the id as they are
+    p = parse_flags(rest, flags, stop_after=1 if command in ("exec", "ps") else None)
     if p.opts.get("help"):
         sys.stdout.write(_usage(command))
         return 0
@@ -414,11 +415,35 @@ def _ps(store: StateStore, p: Parsed) -> int:
     from . import ops
 
     fmt = _format(p)
-    pids = ops.pids(store, _one_id(p, "ps"))
+    if not p.args:
+        raise UsageError(f"ps: the container id is missing\n{_usage('ps').strip()}")
+    pids = ops.pids(store, p.args[0])
     if fmt == "json":
         sys.stdout.write(jsonio.dumps(pids) + "\n")
-    else:
-        sys.stdout.write("PID\n" + "".join(f"{pid}\n" for pid in pids))
+        return 0
+    # as runc: ps(1) on the host with the given options (-ef by default), its header and the
+    # lines of the container's processes
+    import subprocess
+
+    ps_args = p.args[1:] or ["-ef"]
+    try:
+        out = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
+    except OSError as e:
+        raise SecfiltError(f"ps: cannot run ps: {e.strerror}") from None
+    if out.returncode != 0:
+        raise SecfiltError(f"ps {' '.join(ps_args)}: exit status {out.returncode}: "
+                           f"{(out.stdout + out.stderr).strip()}")
+    lines = out.stdout.splitlines()
+    header = lines[0].split() if lines else []
+    if "PID" not in header:
+        raise SecfiltError("ps: the output of ps has no PID column")
+    column = header.index("PID")
+    wanted = set(pids)
+    sys.stdout.write(lines[0] + "\n")
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in wanted:
+            sys.stdout.write(line + "\n")
     return 0
 
 
