@@ -162,6 +162,13 @@ def test_pause_resume_kill(ctr):
     assert "exit code 137" in r.stderr, detail(ctr, r)
 
 
+def test_loopback_is_up(ctr):
+    # runc brings lo up in the network namespace it creates for a task
+    _, r = ctr.run(["cat", "/sys/class/net/lo/flags"])
+    assert r.returncode == 0, detail(ctr, r)
+    assert int(r.stdout, 16) & 1, f"lo is down: {detail(ctr, r)}"
+
+
 def test_annotation_read_only_in_force_for_run(secfilt_ctr):
     c = secfilt_ctr
     write = ["sh", "-c", "echo x > /tmp/f && echo written"]

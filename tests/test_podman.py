@@ -180,6 +180,21 @@ def test_rm_force_running(podman):
     assert podman("container", "exists", name).returncode == 1
 
 
+def test_loopback_tmpfs_copy_up_and_a_failed_create(podman):
+    # runc's behaviour that podman users rely on: lo is up in the container's own network
+    # namespace (--network=none too); --tmpfs holds a copy of the image's directory
+    # (podman asks for tmpcopyup); a failed create reports its error and nothing else
+    r = podman("run", "--rm", "--network=none", "--tmpfs", "/etc", "--name", podman.name(),
+               IMAGE, "sh", "-c", "cat /sys/class/net/lo/flags; grep -c root /etc/passwd")
+    assert r.returncode == 0, detail(podman, r)
+    flags, count = r.stdout.split()
+    assert int(flags, 16) & 1, f"lo is down: {detail(podman, r)}"
+    assert count == "1", detail(podman, r)
+    r = podman("run", "--rm", "--name", podman.name(), IMAGE, "/nonexistent")
+    assert r.returncode == 127, detail(podman, r)
+    assert "does not exist" not in r.stderr, detail(podman, r)
+
+
 # --- the policy through podman --------------------------------------------------------------
 
 
