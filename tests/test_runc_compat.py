@@ -93,3 +93,9 @@ def _pid_comm(pids: list[int]) -> list[str]:
         with open(f"/proc/{pid}/comm") as f:
             out += [str(pid), f.read().strip()]
     return out
+
+
+def test_features_lists_the_mount_options_runc_lists_that_we_honour(runtime):
+    options = set(json.loads(runtime("features").stdout)["mountOptions"])
+    assert {"bind", "rbind", "tmpcopyup", "defaults", "ro", "rro", "rprivate"} <= options
+    assert "idmap" not in options  # refused: id-mapped mounts are not supported

@@ -30,8 +30,10 @@ def features() -> dict[str, Any]:
     from .seccomp.profile import ACTIONS, FLAGS, OPERATORS
     from .spec import NAMESPACE_TYPES
 
+    # bind, rbind and the runtime's own options it honours (runc lists them too: an engine
+    # may check for tmpcopyup before asking for it)
     mount_options = sorted({*mountopts._FLAG_OPTIONS, *mountopts._REC_ATTR_OPTIONS,
-                            *mountopts.PROPAGATION})
+                            *mountopts.PROPAGATION, "bind", "rbind", "tmpcopyup", "defaults"})
     return {
         "ociVersionMin": OCI_MIN,
         "ociVersionMax": OCI_MAX,
