@@ -99,3 +99,29 @@ def test_features_lists_the_mount_options_runc_lists_that_we_honour(runtime):
     options = set(json.loads(runtime("features").stdout)["mountOptions"])
     assert {"bind", "rbind", "tmpcopyup", "defaults", "ro", "rro", "rprivate"} <= options
     assert "idmap" not in options  # refused: id-mapped mounts are not supported
+
+
+def test_events_stats_and_stream(runtime, make_bundle):
+    # runc events --stats ID: one {"type": "stats", "id", "data"} document with runc's field
+    # names; runc events --interval D ID: one every D until the container stops
+    with container(runtime, make_bundle(["sh", "-c", "sleep 60 & wait"],
+                                        linux={"resources": {"pids": {"limit": 50}}})) as cid:
+        r = runtime("events", "--stats", cid)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert (doc["type"], doc["id"]) == ("stats", cid)
+        data = doc["data"]
+        assert data["pids"] == {"current": 2, "limit": 50}
+        assert data["cpu"]["usage"]["total"] > 0
+        assert data["memory"]["usage"]["usage"] > 0
+        stream = runtime.popen("events", "--interval", "100ms", cid)
+        try:
+            docs = [json.loads(stream.stdout.readline()) for _ in range(2)]
+            assert [d["type"] for d in docs] == ["stats", "stats"]
+            assert runtime("kill", cid, "KILL").returncode == 0
+            assert stream.wait(timeout=10) == 0  # the stream ends with the container
+        finally:
+            stream.kill()
+            stream.wait()
+    r = runtime("events", "--interval", "soon", cid)
+    assert r.returncode == 2 and "--interval" in r.stderr

@@ -92,13 +92,14 @@ COMMANDS: dict[str, tuple[tuple[Flag, ...], str]] = {
                 _f("cpu_shares", "--cpu-shares", value=True),
                 _f("cpu_quota", "--cpu-quota", value=True),
                 _f("cpu_period", "--cpu-period", value=True)), "ID"),
+    "events": ((_f("stats", "--stats"), _f("interval", "--interval", value=True)), "ID"),
     "features": ((), ""),
     "spec": ((_BUNDLE, _f("rootless", "--rootless")), ""),
     "filters": ((_BUNDLE,), ""),
     "check": ((_FORMAT,), ""),
 }
 _NEEDS_ID = {"create", "start", "state", "kill", "delete", "exec", "ps", "pause", "resume",
-             "update"}
+             "update", "events"}
 
 
 def parse_flags(argv: list[str], flags: tuple[Flag, ...], *, stop_after: int | None = None,
@@ -253,6 +254,14 @@ def _run_command(command: str, p: Parsed, store: StateStore, root: str) -> int:
         return _list(store, p)
     if command == "update":
         return _update(store, p)
+    if command == "events":
+        from . import events
+
+        try:
+            interval = events.parse_interval(str(o.get("interval", "5s")))
+        except ValueError:
+            raise UsageError(f"--interval: not a duration: {o.get('interval')!r}") from None
+        return events.run(store, _one_id(p, command), bool(o.get("stats")), interval)
     if command == "create":
         _warm_attach_lock()
         from . import lifecycle
