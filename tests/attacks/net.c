@@ -156,6 +156,15 @@ static int send_while(const char *op, void *(*flipper)(void *), int fd,
     return rc;
 }
 
+/* a unix and an INET datagram socket, the unix one at descriptor 50 */
+static void swap_sockets(int fam)
+{
+    swap_unix = socket(AF_UNIX, SOCK_DGRAM, 0);
+    swap_inet = sock(fam, SOCK_DGRAM);
+    if (swap_unix < 0 || dup2(swap_unix, 50) < 0)
+        die_setup("fd_swap sockets");
+}
+
 static void *swap_flip(void *arg)
 {
     (void)arg;
@@ -314,20 +323,14 @@ int main(int argc, char **argv)
     }
     if (IS("fd_swap")) {
         need_args(argc, argv, 5, "net fd_swap FORBIDDEN PORT SECONDS");
-        swap_unix = socket(AF_UNIX, SOCK_DGRAM, 0);
-        swap_inet = sock(fam, SOCK_DGRAM);
-        if (swap_unix < 0 || dup2(swap_unix, 50) < 0)
-            die_setup("fd_swap sockets");
+        swap_sockets(fam);
         return send_while(op, swap_flip, 50, &u.s, len, atof(argv[4]));
     }
     if (IS("fd_swap_proc")) {
         /* the same swap from another process that shares the descriptor table (clone with
          * CLONE_FILES, without CLONE_THREAD): main stays the one thread of its group */
         need_args(argc, argv, 5, "net fd_swap_proc FORBIDDEN PORT SECONDS");
-        swap_unix = socket(AF_UNIX, SOCK_DGRAM, 0);
-        swap_inet = sock(fam, SOCK_DGRAM);
-        if (swap_unix < 0 || dup2(swap_unix, 50) < 0)
-            die_setup("fd_swap_proc sockets");
+        swap_sockets(fam);
         double seconds = atof(argv[4]);
         long child = syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
         if (child < 0)
