@@ -282,13 +282,22 @@ def _copy_up(covered_fd: int, tmpfs_fd: int, what: str, shown: str) -> None:
     before the mount and still names it) is copied into the tmpfs, with owners and modes;
     symlinks are copied, never followed, and device nodes and fifos made anew."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # through the fds' magic links
+    action = f"copy the directory under the tmpfs into {shown} (tmpcopyup)"
     try:
         src = os.open(paths.fd_path(covered_fd), flags)
         with paths.opened(src), paths.opened(os.open(paths.fd_path(tmpfs_fd), flags)) as dst:
             _copy_tree(src, dst)
     except OSError as e:
-        raise _err(what, f"copy the directory under the tmpfs into {shown} (tmpcopyup)",
-                   e) from None
+        raise _err(what, action, e) from None
+    except _Changed as e:
+        raise ContainerError(f"{what}: {action}: {e} changed while it was copied") from None
+    except RecursionError:
+        raise ContainerError(f"{what}: {action}: directories nested too deep to copy") from None
+
+
+class _Changed(Exception):  # noqa: N818 - its message is the entry's name
+    """An entry of the covered directory turned into something else between its lstat and
+    its open (a rootfs or a volume another container writes to)."""
 
 
 def _copy_tree(src: int, dst: int) -> None:
@@ -302,13 +311,24 @@ def _copy_tree(src: int, dst: int) -> None:
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
             with paths.opened(os.open(name, flags, dir_fd=src)) as sub_src, \
                     paths.opened(os.open(name, flags, dir_fd=dst)) as sub_dst:
+                st = os.fstat(sub_src)  # the owner and mode of what is copied
+                mode = stat.S_IMODE(st.st_mode)
                 _copy_tree(sub_src, sub_dst)
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
         elif stat.S_ISREG(st.st_mode):
-            rflags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            # looked at before it is opened: a fifo or a device swapped in since the lstat
+            # would block the init, or have it read a host device (it is not in the
+            # container's cgroup yet); owner and mode are those of the file read
+            with paths.opened(os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                      dir_fd=src)) as handle:
+                st = os.fstat(handle)
+                mode = stat.S_IMODE(st.st_mode)
+                if not stat.S_ISREG(st.st_mode):
+                    raise _Changed(name)
+                fin = os.open(paths.fd_path(handle), os.O_RDONLY | os.O_CLOEXEC)
             wflags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            with paths.opened(os.open(name, rflags, dir_fd=src)) as fin, \
+            with paths.opened(fin), \
                     paths.opened(os.open(name, wflags, 0o600, dir_fd=dst)) as fout:
                 while os.sendfile(fout, fin, None, 1 << 20) > 0:
                     pass
