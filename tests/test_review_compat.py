@@ -10,6 +10,7 @@ import stat
 import subprocess
 
 import pytest
+from test_lifecycle import container
 
 from secfilt_runtime.container import rootfs
 from secfilt_runtime.errors import ContainerError
@@ -125,3 +126,15 @@ def test_tmpcopyup_larger_than_the_tmpfs_names_the_mount(runtime, make_bundle):
     assert r.returncode == 1
     assert r.stderr.startswith("secfilt-runtime: mounts[4] (/etc): copy"), r.stderr
     assert r.stderr.rstrip().endswith("(tmpcopyup): No space left on device")
+
+
+@needs_root
+@pytest.mark.e2e
+def test_events_interval_beyond_go_durations_is_a_usage_error(runtime, make_bundle):
+    # Go's durations stop at 2562047h: "3000000h" printed a document, then OverflowError's
+    # traceback from time.sleep (exit 1)
+    with container(runtime, make_bundle(["sh", "-c", "sleep 60 & wait"])) as cid:
+        r = runtime("events", "--interval", "3000000h", cid, timeout=10)
+        assert (r.returncode, r.stdout) == (2, "")
+        assert "--interval: not a duration: '3000000h'" in r.stderr
+        assert "Traceback" not in r.stderr

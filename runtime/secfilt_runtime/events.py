@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 _UNLIMITED_V2 = "max"
+# time.sleep's deadline (now + interval) must stay in range: ~31 years is as good as Go's 292
+_LONGEST_SLEEP = 1e9
 _USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -39,7 +41,7 @@ def parse_interval(text: str) -> float:
             raise ValueError(text)
         total += float(number) * units[unit]
         rest = rest[j:]
-    if total <= 0:
+    if total <= 0 or total * 1e9 >= 2**63:  # Go's durations are int64 nanoseconds
         raise ValueError(text)
     return total
 
@@ -189,4 +191,4 @@ def run(store: StateStore, container_id: str, stats_only: bool, interval: float)
             oom_seen = ooms
             _write({"type": "oom", "id": container_id})
         _write({"type": "stats", "id": container_id, "data": container_stats(st.cgroup)})
-        time.sleep(interval)
+        time.sleep(min(interval, _LONGEST_SLEEP))
