@@ -4,10 +4,12 @@ failed before its fix."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
 import subprocess
+import sys
 
 import pytest
 from test_lifecycle import container
@@ -138,3 +140,28 @@ def test_events_interval_beyond_go_durations_is_a_usage_error(runtime, make_bund
         assert (r.returncode, r.stdout) == (2, "")
         assert "--interval: not a duration: '3000000h'" in r.stderr
         assert "Traceback" not in r.stderr
+
+
+@needs_root
+@pytest.mark.e2e
+def test_ps_lines_are_chosen_by_the_pid_column_not_by_word_count(runtime, make_bundle):
+    # `ps ID -o comm,pid` split lines on spaces: a host process named "x PID" (PID a
+    # container's) was listed as the container's, and the container's shell, renamed "a 1",
+    # was left out
+    script = 'printf "a 1" > /proc/$$/comm; sleep 60 & wait'
+    with container(runtime, make_bundle(["sh", "-c", script])) as cid:
+        pids = json.loads(runtime("ps", "--format", "json", cid).stdout)
+        code = ("import ctypes, sys, time; ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), "
+                "0, 0, 0); print(flush=True); time.sleep(30)")
+        host = subprocess.Popen([sys.executable, "-c", code, f"x {max(pids)}"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            host.stdout.readline()
+            r = runtime("ps", cid, "-o", "comm,pid")
+        finally:
+            host.kill()
+            host.wait()
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert [int(line.split()[-1]) for line in lines[1:]] == pids, r.stdout
+        assert any(line.startswith("a 1 ") for line in lines[1:]), r.stdout

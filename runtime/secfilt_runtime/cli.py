@@ -447,13 +447,26 @@ def _ps(store: StateStore, p: Parsed) -> int:
     if "PID" not in header:
         raise SecfiltError("ps: the output of ps has no PID column")
     column = header.index("PID")
+    end = 0
+    for name in header[:column + 1]:
+        end = lines[0].index(name, end) + len(name)
     wanted = set(pids)
     sys.stdout.write(lines[0] + "\n")
     for line in lines[1:]:
-        fields = line.split()
-        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in wanted:
+        if _ps_pid(line, column, end) in wanted:
             sys.stdout.write(line + "\n")
     return 0
+
+
+def _ps_pid(line: str, column: int, end: int) -> int | None:
+    """A ps(1) line's pid: the number ps right-aligns under the header's PID (`end`), where a
+    command name with spaces in an earlier column (-o comm,pid) does not move it; by the
+    column's index only where an earlier column outgrew its width."""
+    fields = line[:end].split()
+    if len(line) >= end and line[end:end + 1].strip() == "" and fields and fields[-1].isdigit():
+        return int(fields[-1])
+    fields = line.split()
+    return int(fields[column]) if len(fields) > column and fields[column].isdigit() else None
 
 
 def _list(store: StateStore, p: Parsed) -> int:
