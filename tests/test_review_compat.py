@@ -10,12 +10,15 @@ import signal
 import stat
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from test_lifecycle import container
 
 from secfilt_runtime.container import rootfs
 from secfilt_runtime.errors import ContainerError
+from secfilt_runtime.state import proc_start_time
 
 from conftest import BASE_CONFIG, needs_root
 
@@ -165,3 +168,44 @@ def test_ps_lines_are_chosen_by_the_pid_column_not_by_word_count(runtime, make_b
         lines = r.stdout.splitlines()
         assert [int(line.split()[-1]) for line in lines[1:]] == pids, r.stdout
         assert any(line.startswith("a 1 ") for line in lines[1:]), r.stdout
+
+
+@needs_root
+@pytest.mark.e2e
+def test_delete_force_removes_no_state_a_create_wrote_after_its_check(runtime, make_bundle,
+                                                                        monkeypatch):
+    # delete --force looks for state.json, then removes the directory: a create of the same id
+    # that wrote its state in between lost it (state.json, start.sock) while its init and
+    # cgroup stayed, a container no command could reach. Here the check is made to see the
+    # directory as a create left it before its first state.
+    from secfilt_runtime import cli
+
+    with container(runtime, make_bundle(["sleep", "60"]), started=False) as cid:
+        state = json.loads(runtime("state", cid).stdout)
+        state_json = str(runtime.state_root / cid / "state.json")
+        real_exists = os.path.exists
+        checks = []
+
+        def exists_once_missing(p):  # the first look, made before the create's first save
+            if p == state_json and not checks:
+                checks.append(p)
+                return False
+            return real_exists(p)
+
+        monkeypatch.setattr(os.path, "exists", exists_once_missing)
+        try:
+            assert cli.dispatch(["--root", str(runtime.state_root), "delete", "--force",
+                                 cid]) == 0
+        finally:
+            monkeypatch.undo()
+            left = proc_start_time(state["pid"]) is not None  # alive, not a zombie
+            if left:  # what the test must not leave for the next ones
+                os.kill(state["pid"], signal.SIGKILL)
+                for _ in range(100):
+                    if proc_start_time(state["pid"]) is None:
+                        break
+                    time.sleep(0.02)
+                for d in sorted(Path("/sys/fs/cgroup").glob(f"*/secfilt-runtime/{cid}")):
+                    subprocess.run(["rmdir", str(d)], capture_output=True)
+        assert not left, "the container's init outlived delete --force"
+        assert not (runtime.state_root / cid).exists()

@@ -234,12 +234,10 @@ def _run_command(command: str, p: Parsed, store: StateStore, root: str) -> int:
 
         cid = _one_id(p, command)
         force = bool(o.get("force"))
-        if force and not os.path.exists(os.path.join(store.path(cid), "state.json")):
-            # as runc: --force of a container that does not exist removes what a create
-            # killed before its first state left and succeeds (engines clean up with it)
-            from .state import remove_tree
-
-            remove_tree(store.path(cid))
+        # as runc: --force of a container that does not exist removes what a create killed
+        # before its first state left and succeeds (engines clean up with it)
+        if force and not os.path.exists(os.path.join(store.path(cid), "state.json")) \
+                and ops.remove_leftover(store, cid):
             return 0
         ops.delete(store, cid, force)
         return 0

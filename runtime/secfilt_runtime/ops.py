@@ -191,6 +191,41 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> None:
                         warn=log.warning)
 
 
+def remove_leftover(store: StateStore, container_id: str) -> bool:
+    """Remove a container directory that had no state.json: what a create killed before its
+    first state left. A state.json found now is a create's that ran meanwhile: it stays, and
+    False says the container is to be deleted as any other (removed, its init and cgroup would
+    live on out of every command's reach)."""
+    path = store.path(container_id)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return True  # never was, or not a directory of ours
+    try:
+        with os.scandir(fd) as entries:
+            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries
+                     if e.name != "state.json"]
+        for name, is_dir in names:
+            if is_dir:
+                import shutil
+
+                shutil.rmtree(name, ignore_errors=True, dir_fd=fd)
+            else:
+                try:
+                    os.unlink(name, dir_fd=fd)
+                except OSError:
+                    pass
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return not os.path.exists(os.path.join(path, "state.json"))
+    return True
+
+
 def destroy(st: State) -> None:
     """Kill what is left of the container and remove its cgroup: the init, the other
     processes of its cgroup, a create still running, the tracer."""
