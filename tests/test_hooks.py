@@ -48,6 +48,20 @@ def test_timeout_kills_the_hook(tmp_path):
     assert time.monotonic() - start < 10
 
 
+def test_timeout_kills_what_the_hook_started(tmp_path):
+    # a script's commands are its children: killing the shell alone left them running after
+    # the container was torn down
+    pid_file = tmp_path / "child.pid"
+    path = script(tmp_path, "slow", f"sleep 30 & echo $! > {pid_file}; wait\n")
+    with pytest.raises(ContainerError, match="timed out after 1s"):
+        hooks.run_phase("prestart", {"prestart": [{"path": path, "timeout": 1}]}, {})
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child}").exists() and " Z " not in Path(f"/proc/{child}/stat").read_text():
+        assert time.monotonic() < deadline, f"the hook's child {child} outlived its timeout"
+        time.sleep(0.02)
+
+
 def test_warn_mode_runs_the_rest(tmp_path):
     out = tmp_path / "out"
     bad = script(tmp_path, "bad", "exit 1\n")

@@ -98,6 +98,7 @@ def run_one(hook: Hook, payload: bytes, *, enter: Callable[[], None] | None = No
             os.close(stdin_w)
             os.close(err_r)
             _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+            os.setpgid(0, 0)  # a group of its own: a timeout kills what it started too
             exe: int | str = hook.path
             if open_first:
                 exe = os.open(hook.path, os.O_RDONLY)  # resolved here, run after the join
@@ -115,6 +116,8 @@ def run_one(hook: Hook, payload: bytes, *, enter: Callable[[], None] | None = No
                 os.write(err_w, f"cannot run: {e}".encode())
         finally:
             os._exit(code)
+    with contextlib.suppress(OSError):  # also here: the child may not have run yet
+        os.setpgid(pid, pid)
     os.close(stdin_r)
     os.close(err_w)
     try:
@@ -161,8 +164,13 @@ def _wait(pid: int, err_r: int, timeout: int | None) -> tuple[int | None, bytes]
                         output = (output + chunk)[:_OUTPUT_LIMIT]
             return status, output
         if deadline is not None and time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, _signal.SIGKILL)
+            # the hook's whole group (its group id stays taken until it is reaped below): a
+            # script's commands, or the child that joined the container's pid namespace
+            try:
+                os.killpg(pid, _signal.SIGKILL)
+            except OSError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, _signal.SIGKILL)
             os.waitpid(pid, 0)
             return None, output
         wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
