@@ -87,3 +87,28 @@ def test_kill_of_a_stopped_container_is_not_running(tmp_path):
         ops.kill(store, "c1", signal.SIGTERM)
     with pytest.raises(StateError, match="cannot start a container that has stopped"):
         ops.start(store, "c1")
+
+
+
+def test_reserve_writes_state_json_before_it_returns(tmp_path):
+    # a create killed right after reserving must leave a state.json for delete to go by:
+    # "creating", naming the create (this process, alive: delete refuses)
+    store = StateStore(str(tmp_path))
+    with store.reserve("c1"):
+        st = store.load("c1")
+        assert (st.status, st.runtime_pid) == ("creating", os.getpid())
+        with pytest.raises(StateError, match="not stopped: creating"):
+            ops.delete(store, "c1")
+
+
+def test_delete_removes_a_directory_without_state_json(tmp_path):
+    # what a create killed between its mkdir and its first state.json left (older versions
+    # wrote it later): `delete` said "does not exist", and the id stayed taken for good
+    store = StateStore(str(tmp_path))
+    (tmp_path / "c1").mkdir()
+    ops.delete(store, "c1")
+    assert not (tmp_path / "c1").exists()
+    with store.reserve("c1"):
+        pass
+    with pytest.raises(StateError, match="container c2 does not exist"):
+        ops.delete(store, "c2")

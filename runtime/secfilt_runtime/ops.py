@@ -177,6 +177,11 @@ def _connect_start(store: StateStore, container_id: str) -> _socket.socket:
 
 def delete(store: StateStore, container_id: str, force: bool = False) -> None:
     with store.locked(container_id):
+        if not store.has_state_file(container_id):
+            # its create died before writing state.json (StateStore.reserve holds this lock
+            # until it has): nothing but the directory was made
+            store.remove(container_id)
+            return
         st = store.load(container_id)
         status = st.live_status()
         if status in ("running", "paused", "creating") and not force:

@@ -226,8 +226,12 @@ class StateStore:
         return self._dir(container_id)
 
     def reserve(self, container_id: str) -> Reserved:
-        """Create the container's directory exclusively; `with` it: removed if the block
-        fails."""
+        """Create the container's directory exclusively, with a first state.json ("creating",
+        naming this process); `with` it: removed if the block fails.
+
+        The directory's lock is held until that state.json is written: a `delete` that finds
+        the directory without one (it waits for the lock) knows its create died first, with
+        nothing else made, and removes it."""
         path = self._dir(container_id)
         try:
             os.makedirs(self.root, mode=0o711, exist_ok=True)
@@ -238,6 +242,23 @@ class StateStore:
             raise StateError(f"container with id {container_id} already exists") from None
         except OSError as e:
             raise StateError(f"--root {self.root}: cannot create {path}: {e.strerror}") from None
+        me = os.getpid()
+        first = State(container_id, "", status="creating", runtime_pid=me,
+                      runtime_start_time=proc_start_time(me) or 0)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released (closed) before any child is forked
+                _write_state(fd, first)
+            finally:
+                os.close(fd)
+        except FileNotFoundError:
+            # a delete took the directory before our lock: it is gone, and so is this create
+            raise StateError(f"container {container_id} was deleted while it was "
+                             "being created") from None
+        except BaseException:
+            remove_tree(path)
+            raise
         return Reserved(path)
 
     def save(self, state: State) -> None:
@@ -247,6 +268,9 @@ class StateStore:
         with open(tmp, "w") as f:
             f.write(jsonio.dumps(state.to_dict()))
         os.rename(tmp, os.path.join(path, "state.json"))
+
+    def has_state_file(self, container_id: str) -> bool:
+        return os.path.exists(os.path.join(self._dir(container_id), "state.json"))
 
     def load(self, container_id: str) -> State:
         path = os.path.join(self._dir(container_id), "state.json")
@@ -286,6 +310,15 @@ class StateStore:
             os.close(fd)
             raise
         return Opened(fd)  # closing the directory releases the lock
+
+
+def _write_state(dirfd: int, state: State) -> None:
+    """StateStore.save through a descriptor of the directory (a removed one: ENOENT)."""
+    tmp = os.open(".state.json.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                  0o666, dir_fd=dirfd)
+    with open(tmp, "w") as f:
+        f.write(jsonio.dumps(state.to_dict()))
+    os.rename(".state.json.tmp", "state.json", src_dir_fd=dirfd, dst_dir_fd=dirfd)
 
 
 class Reserved:
