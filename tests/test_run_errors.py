@@ -109,6 +109,20 @@ def test_config_json_is_a_directory(runtime, tmp_path):
                           pid_file=pid_file)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_config_json_that_is_not_a_regular_file(runtime, tmp_path, kind):
+    # a FIFO blocked the read for ever (no writer), /dev/zero filled the memory
+    bundle = tmp_path / kind
+    bundle.mkdir()
+    if kind == "fifo":
+        os.mkfifo(bundle / "config.json")
+    else:
+        (bundle / "config.json").symlink_to("/dev/zero")
+    r = runtime("run", "--bundle", str(bundle), runtime.cid, timeout=20)
+    assert_failed_cleanly(r, runtime, f"{bundle}/config.json: cannot read: not a regular file",
+                          container_id=runtime.cid)
+
+
 def test_invalid_json_names_file_and_position(runtime, tmp_path):
     bundle = tmp_path / "badjson"
     bundle.mkdir()

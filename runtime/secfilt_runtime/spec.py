@@ -7,7 +7,9 @@ act on are still kept in `Spec.raw` so nothing the user wrote is silently lost.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 from . import jsonio
 from .errors import ConfigError
@@ -160,8 +162,7 @@ def load_bundle(bundle: str, validation_cache: str | None = None) -> Spec:
     bundle = os.path.abspath(bundle)
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            text = f.read()
+        text = _read_config(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file (is {bundle} an OCI bundle?)") from None
     except OSError as e:
@@ -179,6 +180,25 @@ def load_bundle(bundle: str, validation_cache: str | None = None) -> Spec:
 
     schema.validate_config(doc, source=path, text=text, cache_dir=validation_cache)
     return parse(doc, bundle)
+
+
+CONFIG_MAX_BYTES = 64 << 20  # far above any engine's config.json (tens of KiB)
+
+
+def _read_config(path: str) -> bytes:
+    """config.json's bytes: a regular file, of bounded size. Opened without blocking: a FIFO
+    would wait for a writer for ever, and a device (/dev/zero) never ends."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        text = f.read(CONFIG_MAX_BYTES + 1)
+    if len(text) > CONFIG_MAX_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {CONFIG_MAX_BYTES >> 20} MiB")
+    return text
 
 
 def parse(doc: dict[str, Any], bundle: str) -> Spec:
