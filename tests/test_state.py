@@ -112,3 +112,15 @@ def test_delete_removes_a_directory_without_state_json(tmp_path):
         pass
     with pytest.raises(StateError, match="container c2 does not exist"):
         ops.delete(store, "c2")
+
+
+@pytest.mark.parametrize("text", ['{"id":', '{"id": "c1"}', "[]", "\xff"])
+def test_an_unreadable_state_json_is_named(tmp_path, text):
+    # a Python traceback (JSONDecodeError, KeyError) was all `state` and `delete` said
+    store = StateStore(str(tmp_path))
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c1" / "state.json").write_text(text, errors="surrogateescape")
+    with pytest.raises(StateError, match=f"{tmp_path}/c1/state.json: unreadable state"):
+        store.load("c1")
+    with pytest.raises(StateError, match="unreadable state"):
+        ops.delete(store, "c1")

@@ -279,7 +279,13 @@ class StateStore:
                 doc = jsonio.loads(f.read())
         except FileNotFoundError:
             raise StateError(f"container {container_id} does not exist") from None
-        return State.from_dict(doc)
+        except ValueError as e:  # not UTF-8, not JSON
+            raise StateError(f"{path}: unreadable state: {e}") from None
+        try:
+            return State.from_dict(doc)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise StateError(f"{path}: unreadable state: not a state document "
+                             f"({type(e).__name__}: {e})") from None
 
     def remove(self, container_id: str) -> None:
         remove_tree(self._dir(container_id))
