@@ -226,3 +226,34 @@ def test_run_detached_with_a_failing_start_hook_destroys_the_container(runtime, 
     assert not pid_file.exists()
     assert runtime("state", runtime.cid).returncode != 0
     # the fixture checks that no state, mount or cgroup is left
+
+
+@needs_root
+@pytest.mark.e2e
+@pytest.mark.parametrize("phase", ["prestart", "createContainer"])
+def test_sigterm_while_a_create_hook_runs_stops_the_setup(runtime, make_bundle, tmp_path, phase):
+    # the README's promise (SIGTERM during setup aborts it and removes what it created) did
+    # not hold while a hook without a timeout ran: the runtime waited for the hook first
+    started, child = tmp_path / "started", tmp_path / "child"
+    slow = script(tmp_path, "slow", f"sleep 60 & echo $! > {child}; touch {started}; wait\n")
+    bundle = make_bundle(["true"], hooks={phase: [{"path": slow}]})
+    live = runtime.popen("run", "--bundle", str(bundle), runtime.cid)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert time.monotonic() < deadline and live.poll() is None, live.stderr.read()
+            time.sleep(0.02)
+        live.terminate()
+        _, err = live.communicate(timeout=10)
+    finally:
+        live.kill()
+        live.wait()
+    assert live.returncode == 1, err
+    assert "setup interrupted by SIGTERM" in err, err
+    if phase == "createContainer":
+        return  # its child's pid is the container's, and went with the container
+    pid = int(child.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and " Z " not in Path(f"/proc/{pid}/stat").read_text():
+        assert time.monotonic() < deadline, f"the hook's child {pid} outlived the setup"
+        time.sleep(0.02)

@@ -70,16 +70,19 @@ def _describe(phase: str, index: int, hook: Hook) -> str:
 
 def run_phase(phase: str, hooks: dict[str, Any], state: dict[str, Any], *,
               enter: Callable[[], None] | None = None, open_first: bool = False,
-              warn: Callable[[str], None] | None = None) -> None:
+              warn: Callable[[str], None] | None = None,
+              while_waiting: Callable[[], None] | None = None) -> None:
     """Run every hook of `phase` in order. `enter` runs in the forked child before the exec
     (joins the container's namespaces); open_first opens the executable before `enter`.
-    With `warn`, failures are reported through it and the next hooks still run."""
+    With `warn`, failures are reported through it and the next hooks still run.
+    `while_waiting` is called while a hook runs: what it raises kills the hook and
+    propagates (a set-up told to stop)."""
     items = parse({phase: (hooks or {}).get(phase) or []})[phase]
     payload = jsonio.dumps(state).encode()
     for i, hook in enumerate(items):
         try:
             run_one(hook, payload, enter=enter, open_first=open_first,
-                    what=_describe(phase, i, hook))
+                    what=_describe(phase, i, hook), while_waiting=while_waiting)
         except ContainerError as e:
             if warn is None:
                 raise
@@ -87,7 +90,8 @@ def run_phase(phase: str, hooks: dict[str, Any], state: dict[str, Any], *,
 
 
 def run_one(hook: Hook, payload: bytes, *, enter: Callable[[], None] | None = None,
-            open_first: bool = False, what: str = "hook") -> None:
+            open_first: bool = False, what: str = "hook",
+            while_waiting: Callable[[], None] | None = None) -> None:
     """Fork, feed the state on stdin, wait with the timeout; ContainerError on failure."""
     stdin_r, stdin_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -125,7 +129,7 @@ def run_one(hook: Hook, payload: bytes, *, enter: Callable[[], None] | None = No
             _write_all(stdin_w, payload)
         os.close(stdin_w)
         stdin_w = -1
-        status, output = _wait(pid, err_r, hook.timeout)
+        status, output = _wait(pid, err_r, hook.timeout, while_waiting)
     finally:
         if stdin_w >= 0:
             os.close(stdin_w)
@@ -147,12 +151,20 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _wait(pid: int, err_r: int, timeout: int | None) -> tuple[int | None, bytes]:
+def _wait(pid: int, err_r: int, timeout: int | None,
+          while_waiting: Callable[[], None] | None = None) -> tuple[int | None, bytes]:
     """The hook's wait status (None after a timeout: it was killed) and its stderr head."""
     deadline = None if timeout is None else time.monotonic() + timeout
     output = b""
     open_ = True
     while True:
+        if while_waiting is not None:
+            try:
+                while_waiting()
+            except BaseException:
+                _kill_group(pid)
+                os.waitpid(pid, 0)
+                raise
         got, status = os.waitpid(pid, os.WNOHANG)
         if got == pid:
             if open_:
@@ -164,13 +176,7 @@ def _wait(pid: int, err_r: int, timeout: int | None) -> tuple[int | None, bytes]
                         output = (output + chunk)[:_OUTPUT_LIMIT]
             return status, output
         if deadline is not None and time.monotonic() > deadline:
-            # the hook's whole group (its group id stays taken until it is reaped below): a
-            # script's commands, or the child that joined the container's pid namespace
-            try:
-                os.killpg(pid, _signal.SIGKILL)
-            except OSError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, _signal.SIGKILL)
+            _kill_group(pid)
             os.waitpid(pid, 0)
             return None, output
         wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
@@ -182,3 +188,13 @@ def _wait(pid: int, err_r: int, timeout: int | None) -> tuple[int | None, bytes]
                 open_ = False
         elif not open_:
             time.sleep(wait)
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the hook's whole group (its id stays taken until the hook is reaped): a
+    script's commands, or the child that joined the container's pid namespace."""
+    try:
+        os.killpg(pid, _signal.SIGKILL)
+    except OSError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, _signal.SIGKILL)

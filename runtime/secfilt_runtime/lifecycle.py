@@ -485,14 +485,15 @@ def run_create_hooks(st: State, spec: Spec) -> None:
 
     state = {**st.to_oci(), "status": "creating", "pid": st.pid}
     for phase in ("prestart", "createRuntime"):
-        hooks_mod.run_phase(phase, spec.hooks, state)
+        hooks_mod.run_phase(phase, spec.hooks, state, while_waiting=_stop_if_told)
     if spec.hooks.get("createContainer"):
         from . import nsjoin
 
         joins = nsjoin.open_for(st.pid, st.init_start_time)
         try:
             hooks_mod.run_phase("createContainer", spec.hooks, state,
-                                enter=lambda: nsjoin.enter_and_fork(joins), open_first=True)
+                                enter=lambda: nsjoin.enter_and_fork(joins), open_first=True,
+                                while_waiting=_stop_if_told)
         finally:
             joins.close()
 
