@@ -108,8 +108,9 @@ class Runtime:
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
     rt = Runtime(tmp_path / "state")
     before_mounts = _mount_points()
+    before_cgroups = _container_cgroups()
     yield rt
-    assert_nothing_left(rt.state_root, before_mounts)
+    assert_nothing_left(rt.state_root, before_mounts, before_cgroups)
 
 
 def _mount_points() -> set[str]:
@@ -117,7 +118,12 @@ def _mount_points() -> set[str]:
         return {line.split()[4] for line in f}
 
 
-def assert_nothing_left(state_root: Path, before_mounts: set[str]) -> None:
+def _container_cgroups() -> set[Path]:
+    return {p for p in Path("/sys/fs/cgroup").glob("*/secfilt-runtime/*") if p.is_dir()}
+
+
+def assert_nothing_left(state_root: Path, before_mounts: set[str],
+                        before_cgroups: set[Path] = frozenset()) -> None:
     # the compiled-filter and config-verdict caches are meant to outlive containers
     entries = [p for p in state_root.iterdir()
                if p.name not in ("seccomp-cache", "validation-cache")] \
@@ -125,7 +131,8 @@ def assert_nothing_left(state_root: Path, before_mounts: set[str]) -> None:
     assert entries == [], f"state entries left behind: {entries}"
     leaked = _mount_points() - before_mounts
     assert not leaked, f"mounts left behind: {leaked}"
-    cgroup_dirs = [p for p in Path("/sys/fs/cgroup").glob("*/secfilt-runtime/*") if p.is_dir()]
+    # those there before the test are not its own (other runs' on a shared machine)
+    cgroup_dirs = sorted(_container_cgroups() - before_cgroups)
     assert cgroup_dirs == [], f"cgroups left behind: {cgroup_dirs}"
 
 
