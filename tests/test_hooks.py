@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -257,3 +258,40 @@ def test_sigterm_while_a_create_hook_runs_stops_the_setup(runtime, make_bundle, 
     while Path(f"/proc/{pid}").exists() and " Z " not in Path(f"/proc/{pid}/stat").read_text():
         assert time.monotonic() < deadline, f"the hook's child {pid} outlived the setup"
         time.sleep(0.02)
+
+
+@needs_root
+@pytest.mark.e2e
+def test_ctrl_c_during_a_poststop_hook_stops_the_hook(runtime, make_bundle, tmp_path):
+    # ^C at a terminal signals the foreground group: the hook was in the runtime's and went
+    # with it; since each hook has a group of its own, `delete` died and its hook lived on
+    hook_pid = tmp_path / "hook.pid"
+    slow = script(tmp_path, "slow", f"echo $$ > {hook_pid}; exec sleep 60\n")
+    bundle = make_bundle(["sleep", "100"], hooks={"poststop": [{"path": slow}]})
+    # the init keeps create's stdout and stderr: no pipes to wait on
+    r = subprocess.run(runtime.argv("create", "--bundle", str(bundle), runtime.cid),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, env=runtime.env(), timeout=60)
+    assert r.returncode == 0
+    live = subprocess.Popen(runtime.argv("delete", "--force", runtime.cid),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=runtime.env(), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not hook_pid.exists() or not hook_pid.read_text().strip():
+            assert time.monotonic() < deadline and live.poll() is None
+            time.sleep(0.02)
+        pid = int(hook_pid.read_text())
+        os.killpg(live.pid, signal.SIGINT)  # what the terminal's ^C does
+        live.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() \
+                and " Z " not in Path(f"/proc/{pid}/stat").read_text():
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail("the poststop hook outlived the interrupted delete")
+            time.sleep(0.02)
+    finally:
+        live.kill()
+        live.wait()
+    assert live.returncode == 130

@@ -153,32 +153,40 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _wait(pid: int, err_r: int, timeout: int | None,
           while_waiting: Callable[[], None] | None = None) -> tuple[int | None, bytes]:
-    """The hook's wait status (None after a timeout: it was killed) and its stderr head."""
+    """The hook's wait status (None after a timeout: it was killed) and its stderr head.
+    Whatever stops the wait (`while_waiting`'s exception, a KeyboardInterrupt) kills the hook's
+    group first: in a group of its own, a terminal's ^C no longer reaches it."""
+    try:
+        status, output, open_ = _wait_for(pid, err_r, timeout, while_waiting)
+    except BaseException:
+        _kill_group(pid)  # not reaped yet: its pid is still the hook's
+        os.waitpid(pid, 0)
+        raise
+    if open_ and status is not None:
+        with contextlib.suppress(OSError):
+            while select.select([err_r], [], [], 0)[0]:
+                chunk = os.read(err_r, 4096)
+                if not chunk:
+                    break
+                output = (output + chunk)[:_OUTPUT_LIMIT]
+    return status, output
+
+
+def _wait_for(pid: int, err_r: int, timeout: int | None,
+              while_waiting: Callable[[], None] | None) -> tuple[int | None, bytes, bool]:
     deadline = None if timeout is None else time.monotonic() + timeout
     output = b""
     open_ = True
     while True:
         if while_waiting is not None:
-            try:
-                while_waiting()
-            except BaseException:
-                _kill_group(pid)
-                os.waitpid(pid, 0)
-                raise
+            while_waiting()
         got, status = os.waitpid(pid, os.WNOHANG)
         if got == pid:
-            if open_:
-                with contextlib.suppress(OSError):
-                    while select.select([err_r], [], [], 0)[0]:
-                        chunk = os.read(err_r, 4096)
-                        if not chunk:
-                            break
-                        output = (output + chunk)[:_OUTPUT_LIMIT]
-            return status, output
+            return status, output, open_
         if deadline is not None and time.monotonic() > deadline:
             _kill_group(pid)
             os.waitpid(pid, 0)
-            return None, output
+            return None, output, False
         wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))
         if open_ and select.select([err_r], [], [], wait)[0]:
             chunk = os.read(err_r, 4096)
