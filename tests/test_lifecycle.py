@@ -344,6 +344,40 @@ def test_a_crashed_create_is_cleaned_by_delete(runtime, make_bundle, tmp_path):
     subprocess.run(["pkill", "-f", f"^/bin/sh {hook}"], check=False)  # our own hook
 
 
+def test_a_create_killed_right_after_reserving_leaves_a_valid_state(runtime, make_bundle):
+    """A create killed between reserve and its next save: reserve's state.json is all there
+    is. It said bundle "", rootfs "rootfs" and created "", so `state` printed a document the
+    state schema refuses (and that Go's time.Time, in containerd's go-runc, cannot parse)."""
+    from secfilt_runtime import schema
+
+    bundle = make_bundle(["true"])
+    killed = (
+        "import os, sys\n"
+        "from secfilt_runtime import cli, state\n"
+        "reserve = state.StateStore.reserve\n"
+        "def reserve_and_die(self, *a, **kw):\n"
+        "    reserve(self, *a, **kw)\n"
+        "    os._exit(9)\n"
+        "state.StateStore.reserve = reserve_and_die\n"
+        "cli.main(sys.argv[1:])\n"
+    )
+    p = subprocess.run([sys.executable, "-c", killed, "--root", str(runtime.state_root),
+                        "create", "--bundle", str(bundle), runtime.cid],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       env=runtime.env(), timeout=60)
+    assert p.returncode == 9, p.stderr
+    r = runtime("state", runtime.cid)
+    deleted = runtime("delete", runtime.cid)
+    assert deleted.returncode == 0, deleted.stderr
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    schema.validate_state(doc)
+    assert (doc["status"], doc["bundle"], doc["rootfs"]) == \
+        ("stopped", str(bundle), str(json.loads((bundle / "config.json").read_text())
+                                     ["root"]["path"]))
+    assert doc["created"] and doc["owner"] == "root"
+
+
 def test_features_and_spec_validate(runtime, tmp_path):
     from secfilt_runtime import schema
 

@@ -23,7 +23,7 @@ from .log import log, utc_now
 from .policy.model import Policy
 from .records import record
 from .spec import Process, Spec
-from .state import SHORT_SOCKET_DIR, START_SOCKET, State, StateStore, proc_start_time
+from .state import SHORT_SOCKET_DIR, START_SOCKET, Reserved, State, StateStore, proc_start_time
 from .sync import Channel, ChildVanished, seqpacket_socket
 from .waitstatus import exit_code
 
@@ -162,7 +162,7 @@ def refuse_what_is_not_applied(spec: Spec, proc: Process) -> None:
 def launch(
     spec: Spec, plan: namespaces.NamespacePlan, container_id: str, store: StateStore,
     cleanup: Cleanup, filters: seccomp.Filters | None = None,
-    on_init: Callable[[State], None] | None = None,
+    on_init: Callable[[State], None] | None = None, created: str | None = None,
 ) -> Launched:
     """Create the cgroup and the init; return when the init is ready to execute the process.
     `on_init(state)` is called as soon as the init's pid is known (state.pid), while the init
@@ -178,9 +178,9 @@ def launch(
         id=container_id,
         bundle=spec.bundle,
         status="creating",
-        created=utc_now(),
+        created=created or utc_now(),
         annotations=spec.annotations,
-        owner="root" if os.geteuid() == 0 else str(os.geteuid()),
+        owner=_owner(),
         rootfs=spec.root.path,
         runtime_pid=me,
         runtime_start_time=proc_start_time(me) or 0,
@@ -266,6 +266,16 @@ def launch(
     store.save(state)  # still "creating": the caller says when the container is created
     return Launched(state=state, channel=ours, cgroup=cgroup, init=init, console=console,
                     filters=filters)
+
+
+def _owner() -> str:
+    return "root" if os.geteuid() == 0 else str(os.geteuid())
+
+
+def _reserve(store: StateStore, container_id: str, spec: Spec, created: str) -> Reserved:
+    """store.reserve with what `state` prints of a create that dies before launch saves."""
+    return store.reserve(container_id, bundle=spec.bundle, created=created, owner=_owner(),
+                         rootfs=spec.root.path)
 
 
 def _init_may_join_late(spec: Spec, plan: namespaces.NamespacePlan) -> bool:
@@ -525,8 +535,9 @@ def create(bundle: str, container_id: str, root: str, *, pid_file: str | None = 
     store = StateStore(root)
     old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
-        with store.reserve(container_id), Cleanup() as cleanup:
-            launched = _set_up(prepared, container_id, store, cleanup)
+        created = utc_now()
+        with _reserve(store, container_id, spec, created), Cleanup() as cleanup:
+            launched = _set_up(prepared, container_id, store, cleanup, created)
             if launched.console is not None:
                 from .console import send_to_socket
 
@@ -572,7 +583,7 @@ def start_listener(store: StateStore, container_id: str) -> _socket.socket:
 
 
 def _set_up(prepared: Prepared, container_id: str, store: StateStore,
-            cleanup: Cleanup) -> Launched:
+            cleanup: Cleanup, created: str | None = None) -> Launched:
     """What create and run share: the init up and seized by its tracer, the create hooks run;
     every step undone by `cleanup` unless the caller keeps the container."""
     cleanup.callback(store.remove, container_id)
@@ -580,7 +591,8 @@ def _set_up(prepared: Prepared, container_id: str, store: StateStore,
     launched = launch(prepared.spec, prepared.plan, container_id, store, cleanup,
                       prepared.filters,
                       on_init=None if policy is None else (
-                          lambda state: attach_tracer(state, policy, store, cleanup)))
+                          lambda state: attach_tracer(state, policy, store, cleanup)),
+                      created=created)
     return launched
 
 
@@ -592,8 +604,9 @@ def run(bundle: str, container_id: str, root: str, pid_file: str | None = None,
     store = StateStore(root)
     old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
     try:
-        with store.reserve(container_id), Cleanup() as cleanup:
-            launched = _set_up(prepared, container_id, store, cleanup)
+        created = utc_now()
+        with _reserve(store, container_id, spec, created), Cleanup() as cleanup:
+            launched = _set_up(prepared, container_id, store, cleanup, created)
             launched.state.status = "created"
             store.save(launched.state)
             if pid_file:

@@ -225,9 +225,11 @@ class StateStore:
         """The container's state directory."""
         return self._dir(container_id)
 
-    def reserve(self, container_id: str) -> Reserved:
+    def reserve(self, container_id: str, **fields: Any) -> Reserved:
         """Create the container's directory exclusively, with a first state.json ("creating",
-        naming this process); `with` it: removed if the block fails.
+        naming this process, with `fields`: bundle, created, owner, rootfs, which `state`
+        prints should the create die before its next save); `with` it: removed if the block
+        fails.
 
         The directory's lock is held until that state.json is written: a `delete` that finds
         the directory without one (it waits for the lock) knows its create died first, with
@@ -243,8 +245,8 @@ class StateStore:
         except OSError as e:
             raise StateError(f"--root {self.root}: cannot create {path}: {e.strerror}") from None
         me = os.getpid()
-        first = State(container_id, "", status="creating", runtime_pid=me,
-                      runtime_start_time=proc_start_time(me) or 0)
+        first = State(container_id, fields.pop("bundle", ""), status="creating",
+                      runtime_pid=me, runtime_start_time=proc_start_time(me) or 0, **fields)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
