@@ -362,8 +362,8 @@ STATE = {"ociVersion": "1.3.0", "id": "c1", "status": "running", "pid": 42, "bun
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"status": "paused"},
-         'status: "paused" is not one of creating, created, running, stopped'),
+        ({"status": "frozen"},
+         'status: "frozen" is not one of creating, created, running, stopped, paused'),
         ({"pid": -1}, "pid: must be a process id (an integer from 0 to 2147483647), got -1"),
         ({"pid": None}, "pid: must be a process id"),
         ({"bundle": "rel"}, 'bundle: must be an absolute path (starting with /), got "rel"'),
@@ -444,3 +444,11 @@ def test_podman_device_modes_with_file_type_bits_are_accepted() -> None:
     assert devices.node_mode(node) == 0o20620
     assert devices.node_mode(Device(path="/dev/sda", type="b", major=8, minor=0,
                                     file_mode=0o20660)) == 0o60660
+
+
+def test_state_paused_as_runc_prints_it() -> None:
+    """`state` prints runc's "paused" (engines read it): our own schema must take it, with
+    the pid a paused container still has."""
+    schema.validate_state({**STATE, "status": "paused"}, "s")
+    no_pid = {k: v for k, v in {**STATE, "status": "paused"}.items() if k != "pid"}
+    assert "pid" in message_for(no_pid, schema.validate_state, "s")
