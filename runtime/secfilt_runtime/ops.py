@@ -16,7 +16,15 @@ import time
 from . import signals
 from .errors import ContainerError, StateError
 from .log import log
-from .state import SHORT_SOCKET_DIR, START_SOCKET, State, StateStore, alive, proc_start_time
+from .state import (
+    SHORT_SOCKET_DIR,
+    START_SOCKET,
+    State,
+    StateStore,
+    alive,
+    proc_start_time,
+    remove_tree,
+)
 
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
 TYPE_CHECKING = False
@@ -202,33 +210,8 @@ def remove_leftover(store: StateStore, container_id: str) -> bool:
     False says the container is to be deleted as any other (removed, its init and cgroup would
     live on out of every command's reach)."""
     path = store.path(container_id)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return True  # never was, or not a directory of ours
-    try:
-        with os.scandir(fd) as entries:
-            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries
-                     if e.name != "state.json"]
-        for name, is_dir in names:
-            if is_dir:
-                import shutil
-
-                shutil.rmtree(name, ignore_errors=True, dir_fd=fd)
-            else:
-                try:
-                    os.unlink(name, dir_fd=fd)
-                except OSError:
-                    pass
-    finally:
-        os.close(fd)
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return not os.path.exists(os.path.join(path, "state.json"))
-    return True
+    remove_tree(path, keep="state.json")
+    return not os.path.exists(os.path.join(path, "state.json"))
 
 
 def destroy(st: State) -> None:

@@ -101,18 +101,20 @@ _FIELDS: dict[str, Any] = {
 }
 
 
-def remove_tree(path: str) -> None:
+def remove_tree(path: str, keep: str | None = None) -> None:
     """shutil.rmtree(path, ignore_errors=True) for a state directory, which holds files and
     sockets of ours: those are unlinked through a descriptor of the directory (a symlink in
     their place is unlinked, never followed); a directory found there goes to rmtree, which
-    the common case then does not import. Errors are ignored: what is left stays."""
+    the common case then does not import. Errors are ignored: what is left stays (`keep`,
+    an entry's name, too)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return  # gone already, or not a directory: rmtree would not remove it either
     try:
         with os.scandir(fd) as entries:
-            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries
+                     if e.name != keep]
         for name, is_dir in names:
             if is_dir:
                 import shutil
