@@ -255,6 +255,23 @@ def test_update_resources(runtime, make_bundle, tmp_path):
     runtime("delete", "--force", cid)
 
 
+def test_update_reads_bounded_regular_files(runtime, make_bundle, tmp_path):
+    """--resources /dev/zero read until memory ran out; a config.json turned into a FIFO after
+    create hung update for ever: both are errors now, naming the file."""
+    cid, bundle = created(runtime, make_bundle, ["sleep", "30"])
+    r = runtime("update", "--resources", "/dev/zero", cid, timeout=30)
+    assert r.returncode != 0 and "--resources /dev/zero: larger than" in r.stderr, r.stderr
+    config = bundle / "config.json"
+    config.unlink()
+    os.mkfifo(config)
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps({"pids": {"limit": 77}}))
+    r = runtime("update", "--resources", str(res), cid, timeout=30)
+    assert r.returncode != 0 and "config.json: cannot read" in r.stderr, r.stderr
+    assert "not a regular file" in r.stderr, r.stderr
+    runtime("delete", "--force", cid)
+
+
 def test_concurrent_starts_start_once(runtime, make_bundle):
     cid, _ = created(runtime, make_bundle, ["sleep", "30"])
     procs = [runtime.popen("start", cid) for _ in range(4)]

@@ -487,6 +487,21 @@ def _list(store: StateStore, p: Parsed) -> int:
     return 0
 
 
+RESOURCES_MAX_BYTES = 1 << 20  # a linux.resources object is a few hundred bytes
+
+
+def _read_bounded(stream, path: str) -> bytes:
+    """--resources' JSON: at most RESOURCES_MAX_BYTES (/dev/zero would never end)."""
+    if stream is None:
+        with open(path, "rb") as f:
+            text = f.read(RESOURCES_MAX_BYTES + 1)
+    else:
+        text = stream.read(RESOURCES_MAX_BYTES + 1)
+    if len(text) > RESOURCES_MAX_BYTES:
+        raise UsageError(f"--resources {path}: larger than {RESOURCES_MAX_BYTES >> 10} KiB")
+    return text
+
+
 def _update(store: StateStore, p: Parsed) -> int:
     from . import ops
 
@@ -496,7 +511,7 @@ def _update(store: StateStore, p: Parsed) -> int:
     if "resources" in o:
         src = str(o["resources"])
         try:
-            text = sys.stdin.read() if src == "-" else open(src).read()  # noqa: SIM115
+            text = _read_bounded(sys.stdin.buffer if src == "-" else None, src)
             resources = jsonio.loads(text)
         except OSError as e:
             raise UsageError(f"--resources {src}: cannot read: {e.strerror}") from None

@@ -311,8 +311,8 @@ def update(store: StateStore, container_id: str, resources: dict[str, Any]) -> N
         if st.live_status() == "stopped":
             raise StateError("container not running")
         try:
-            with open(os.path.join(st.bundle, "config.json")) as f:
-                spec = spec_mod.parse(jsonio.loads(f.read()), st.bundle)
+            text = spec_mod.read_config(os.path.join(st.bundle, "config.json"))
+            spec = spec_mod.parse(jsonio.loads(text), st.bundle)
         except (OSError, ValueError, KeyError) as e:
             raise StateError(f"{st.bundle}/config.json: cannot read: {e}") from None
         merged = dict(resources)

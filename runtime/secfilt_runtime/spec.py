@@ -162,7 +162,7 @@ def load_bundle(bundle: str, validation_cache: str | None = None) -> Spec:
     bundle = os.path.abspath(bundle)
     path = os.path.join(bundle, "config.json")
     try:
-        text = _read_config(path)
+        text = read_config(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file (is {bundle} an OCI bundle?)") from None
     except OSError as e:
@@ -185,7 +185,7 @@ def load_bundle(bundle: str, validation_cache: str | None = None) -> Spec:
 CONFIG_MAX_BYTES = 64 << 20  # far above any engine's config.json (tens of KiB)
 
 
-def _read_config(path: str) -> bytes:
+def read_config(path: str) -> bytes:
     """config.json's bytes: a regular file, of bounded size. Opened without blocking: a FIFO
     would wait for a writer for ever, and a device (/dev/zero) never ends."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
