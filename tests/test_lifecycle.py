@@ -340,7 +340,9 @@ def test_terminal_without_console_socket_is_refused(runtime, make_bundle):
 def test_a_crashed_create_is_cleaned_by_delete(runtime, make_bundle, tmp_path):
     """kill -9 create while a hook holds it: state says stopped, delete removes all."""
     hook = tmp_path / "hook.sh"
-    hook.write_text("#!/bin/sh\necho $PPID > " + str(tmp_path / "create.pid") + "\nsleep 30\n")
+    # the state on its stdin names the init (state.json says pid 0 until create saves again)
+    hook.write_text(f"#!/bin/sh\ncat > {tmp_path / 'hook-state.json'}\n"
+                    f"echo $PPID > {tmp_path / 'create.pid'}\nsleep 30\n")
     hook.chmod(0o755)
     bundle = make_bundle(["true"], hooks={"createRuntime": [{"path": str(hook)}]})
     p = subprocess.Popen(runtime.argv("create", "--bundle", str(bundle), runtime.cid),
@@ -350,7 +352,8 @@ def test_a_crashed_create_is_cleaned_by_delete(runtime, make_bundle, tmp_path):
                               and (tmp_path / "create.pid").read_text().strip(), what="hook"))
     assert create_pid == p.pid
     assert status(runtime, runtime.cid) == "creating"
-    init = json.loads((runtime.state_root / runtime.cid / "state.json").read_text())["pid"]
+    init = json.loads((tmp_path / "hook-state.json").read_text())["pid"]
+    assert init > 1 and Path(f"/proc/{init}").exists()
     p.kill()
     p.wait()
     assert status(runtime, runtime.cid) == "stopped"
