@@ -41,6 +41,7 @@ _MACHINE = os.uname().machine  # platform.machine() is the same, for a 3 ms impo
 _NR = _SYSCALLS[_MACHINE]
 
 # clone/unshare/setns flags
+CLONE_FS = 0x00000200
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -873,21 +874,6 @@ def raw_sendmsg(fd: int, name: bytes | None, data: bytes, control: bytes, flags:
                   control or None, len(control), 0)
     ret = _libc.sendmsg(fd, ctypes.byref(msg), flags)
     return ret if ret >= 0 else -ctypes.get_errno()
-
-
-_libc.process_vm_writev.argtypes = (ctypes.c_int, ctypes.POINTER(_Iovec), ctypes.c_ulong,
-                                    ctypes.POINTER(_Iovec), ctypes.c_ulong, ctypes.c_ulong)
-_libc.process_vm_writev.restype = ctypes.c_ssize_t
-
-
-def process_vm_write(pid: int, addr: int, data: bytes) -> None:
-    local = ctypes.create_string_buffer(data, len(data))
-    liov = _Iovec(ctypes.addressof(local), len(data))
-    riov = _Iovec(addr, len(data))
-    ret = _libc.process_vm_writev(pid, ctypes.byref(liov), 1, ctypes.byref(riov), 1, 0)
-    if ret != len(data):
-        err = ctypes.get_errno() if ret == -1 else errno.EFAULT
-        raise OSError(err, f"process_vm_writev({pid}): {os.strerror(err)}")
 
 
 class PtraceStop:

@@ -74,15 +74,14 @@ class Refused(Exception):
         self.details = details or {}
 
 
-def _left_to_kernel(n: kernel.SeccompNotif, sock: socket.socket) -> bool:
-    """Need the kernel's own run of this call on this socket not be judged? A socket that is
-    not IPv4/IPv6 has no destination the rules are about (unix, netlink); TCP ignores a send's
-    address without MSG_FASTOPEN (its destination was judged at connect)."""
-    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN) not in INET:
+def _left_to_kernel(n: kernel.SeccompNotif, family: int, kind: int) -> bool:
+    """Need the kernel's own run of this call on a socket of this family and type not be
+    judged? A socket that is not IPv4/IPv6 has no destination the rules are about (unix,
+    netlink); TCP ignores a send's address without MSG_FASTOPEN (its destination was judged at
+    connect)."""
+    if family not in INET:
         return True
-    return (n.nr != NR_CONNECT
-            and sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM
-            and not _flags(n) & MSG_FASTOPEN)
+    return n.nr != NR_CONNECT and kind == socket.SOCK_STREAM and not _flags(n) & MSG_FASTOPEN
 
 
 def _flags(n: kernel.SeccompNotif) -> int:
@@ -94,12 +93,12 @@ class Call:
     """How one call is performed on the supervisor's duplicate of the caller's socket, so that
     it does what the kernel would have done for the caller."""
 
-    def __init__(self, n: kernel.SeccompNotif, caller: Caller, family: int, kind: int) -> None:
+    def __init__(self, n: kernel.SeccompNotif, caller: Caller) -> None:
         self.n, self.caller = n, caller
-        self.inet = family in INET
-        self.unix = family == socket.AF_UNIX
+        self.inet = caller.family in INET
+        self.unix = caller.family == socket.AF_UNIX
         self.asked = _flags(n)
-        self.stream = kind == socket.SOCK_STREAM
+        self.stream = caller.kind == socket.SOCK_STREAM
         # TCP ignores a send's address, unless MSG_FASTOPEN (then its destination)
         self.named = not (self.inet and self.stream and not self.asked & MSG_FASTOPEN)
         self.judged = self.inet and self.named
@@ -135,11 +134,14 @@ class Call:
 
 
 class Caller:
-    """The calling thread, held by a pidfd for the whole call: after a call that blocked, the
-    caller may be gone and its pid another process's, never the pidfd's."""
+    """The calling thread, held by a pidfd for the whole call (after a call that blocked, the
+    caller may be gone and its pid another process's, never the pidfd's), and a duplicate of
+    its socket, with that socket's family and type."""
 
     def __init__(self, pidfd: int, sock: socket.socket) -> None:
         self.pidfd, self.sock = pidfd, sock
+        self.family = sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+        self.kind = sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
 
     def close(self) -> None:
         self.sock.close()
@@ -265,33 +267,30 @@ class Supervisor:
             pidfd = kernel.pidfd_open_thread(n.pid)
         except OSError:
             raise Refused(errno.ESRCH) from None
-        sock = None
+        caller = None
         try:
-            sock = self._socket(pidfd, fd)
-            if not _left_to_kernel(n, sock) or not self._alone(n):
+            caller = Caller(pidfd, self._socket(pidfd, fd))
+            if not _left_to_kernel(n, caller.family, caller.kind) or not self._alone(n):
                 # not alone: another task may put another socket under this number before
                 # the kernel looks it up again
-                return Caller(pidfd, sock)
+                return caller
             # alone, the caller's descriptor table holds still until it returns: what it
             # holds now is what the kernel will find
-            sock.close()
-            sock = self._socket(pidfd, fd)
-            if not _left_to_kernel(n, sock):
-                return Caller(pidfd, sock)
+            caller.sock.close()
+            caller = Caller(pidfd, self._socket(pidfd, fd))
+            if not _left_to_kernel(n, caller.family, caller.kind):
+                return caller
         except BaseException:
-            if sock is not None:
-                sock.close()
+            if caller is not None:
+                caller.sock.close()
             os.close(pidfd)
             raise
-        sock.close()
-        os.close(pidfd)
+        caller.close()
         return None
 
     def _perform_on(self, n: kernel.SeccompNotif, caller: Caller) -> int:
         sock = caller.sock
-        family = sock.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
-        kind = sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
-        call = Call(n, caller, family, kind)
+        call = Call(n, caller)
         if n.nr == NR_CONNECT:
             address = call.place(self._address(n, n.args[1], n.args[2], "connect", call.inet))
             self._still_waiting(n)
@@ -370,8 +369,7 @@ class Supervisor:
         try:
             dup = kernel.pidfd_getfd(pidfd, fd)
         except OSError as e:
-            raise Refused(errno.EBADF if e.errno == errno.EBADF else e.errno or errno.EBADF
-                          ) from None
+            raise Refused(e.errno or errno.EBADF) from None
         try:
             return socket.socket(fileno=dup)
         except OSError:

@@ -17,7 +17,6 @@ from .policy.sockaddr import control_message_spans
 
 AF_UNIX = 1
 SOL_SOCKET, SCM_RIGHTS = 1, 1
-CLONE_FS = 0x200
 _FAMILY = struct.Struct("=H")
 
 
@@ -38,7 +37,7 @@ def from_callers_place(pid: int, address: bytes) -> bytes:
     the supervisor's root, `..` can climb above the caller's root, and /proc/self met
     anywhere but at the start of the path is the supervisor's."""
     path = _own_proc_links(address[_FAMILY.size:].split(b"\0", 1)[0], pid)
-    kernel.unshare(CLONE_FS)  # raises rather than move the whole process's directory
+    kernel.unshare(kernel.CLONE_FS)  # raises rather than move the whole process's directory
     where = os.open(f"/proc/{pid}/{'root' if path.startswith(b'/') else 'cwd'}",
                     os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
