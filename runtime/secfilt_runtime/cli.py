@@ -232,14 +232,7 @@ def _run_command(command: str, p: Parsed, store: StateStore, root: str) -> int:
     if command == "delete":
         from . import ops
 
-        cid = _one_id(p, command)
-        force = bool(o.get("force"))
-        # as runc: --force of a container that does not exist removes what a create killed
-        # before its first state left and succeeds (engines clean up with it)
-        if force and not os.path.exists(os.path.join(store.path(cid), "state.json")) \
-                and ops.remove_leftover(store, cid):
-            return 0
-        ops.delete(store, cid, force)
+        ops.delete(store, _one_id(p, command), bool(o.get("force")))
         return 0
     if command in ("pause", "resume"):
         from . import ops

@@ -23,7 +23,6 @@ from .state import (
     StateStore,
     alive,
     proc_start_time,
-    remove_tree,
 )
 
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
@@ -184,11 +183,16 @@ def _connect_start(store: StateStore, container_id: str) -> _socket.socket:
 
 
 def delete(store: StateStore, container_id: str, force: bool = False) -> None:
-    with store.locked(container_id):
-        if not store.has_state_file(container_id):
-            # its create died before writing state.json (StateStore.reserve holds this lock
-            # until it has): nothing but the directory was made
-            store.remove(container_id)
+    try:
+        held = store.locked(container_id)
+    except StateError:
+        if force:
+            return  # as runc: --force of a container that does not exist succeeds
+        raise
+    with held:
+        # a create that died before its first state.json (StateStore.reserve holds this lock
+        # until it has written one): nothing but the directory was made
+        if not store.has_state_file(container_id) and store.remove_stateless(container_id):
             return
         st = store.load(container_id)
         status = st.live_status()
@@ -202,16 +206,6 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> None:
 
         hooks.run_phase("poststop", st.hooks, {**st.to_oci(), "status": "stopped"},
                         warn=log.warning)
-
-
-def remove_leftover(store: StateStore, container_id: str) -> bool:
-    """Remove a container directory that had no state.json: what a create killed before its
-    first state left. A state.json found now is a create's that ran meanwhile: it stays, and
-    False says the container is to be deleted as any other (removed, its init and cgroup would
-    live on out of every command's reach)."""
-    path = store.path(container_id)
-    remove_tree(path, keep="state.json")
-    return not os.path.exists(os.path.join(path, "state.json"))
 
 
 def destroy(st: State) -> None:

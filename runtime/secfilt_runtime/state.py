@@ -267,11 +267,11 @@ class StateStore:
 
     def save(self, state: State) -> None:
         """Write state.json atomically: a reader sees the old or the new file, never half."""
-        path = self._dir(state.id)
-        tmp = os.path.join(path, ".state.json.tmp")
-        with open(tmp, "w") as f:
-            f.write(jsonio.dumps(state.to_dict()))
-        os.rename(tmp, os.path.join(path, "state.json"))
+        fd = os.open(self._dir(state.id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _write_state(fd, state)
+        finally:
+            os.close(fd)
 
     def has_state_file(self, container_id: str) -> bool:
         return os.path.exists(os.path.join(self._dir(container_id), "state.json"))
@@ -293,6 +293,15 @@ class StateStore:
 
     def remove(self, container_id: str) -> None:
         remove_tree(self._dir(container_id))
+
+    def remove_stateless(self, container_id: str) -> bool:
+        """Remove a container directory found without state.json (what a create killed before
+        its first state left), never a state.json: one there now is a create's that wrote it
+        meanwhile, and stays (False: the container is to be deleted as any other, or its init
+        and cgroup would live on out of every command's reach)."""
+        path = self._dir(container_id)
+        remove_tree(path, keep="state.json")
+        return not os.path.exists(os.path.join(path, "state.json"))
 
     def ids(self) -> list[str]:
         try:
@@ -323,7 +332,7 @@ class StateStore:
 
 
 def _write_state(dirfd: int, state: State) -> None:
-    """StateStore.save through a descriptor of the directory (a removed one: ENOENT)."""
+    """state.json written atomically in the directory `dirfd` (a removed one: ENOENT)."""
     tmp = os.open(".state.json.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
                   0o666, dir_fd=dirfd)
     with open(tmp, "w") as f:
