@@ -162,3 +162,13 @@ def test_destinations_are_race_free_with_or_without_cgroup_bpf() -> None:
         # a user's secfilt: the supervisor performs the call itself, the tracer is out of it
         without = row(enforcement_layers(7, cgroup_bpf=False), covers)
         assert without.race_free and without.layers == ("supervisor",)
+
+
+def test_a_supervisor_keeps_descriptor_tables_within_thread_groups() -> None:
+    """Without cgroup programs the supervisor lets the kernel run a unix call only for a
+    caller alone in its thread group: that holds only while the supervised filter refuses
+    clone(CLONE_FILES) without CLONE_THREAD (read off the filter built)."""
+    supervised = row(enforcement_layers(7, cgroup_bpf=False), "another socket put under")
+    assert supervised.layers == (layers.SUPERVISOR, BPF)
+    assert not [r for r in enforcement_layers(7, cgroup_bpf=True)
+                if r.covers.startswith("another socket put under")]

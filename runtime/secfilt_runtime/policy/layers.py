@@ -70,10 +70,10 @@ NETWORK_POLICY = Policy(no_outbound_network=True)
 
 
 @cache
-def _filtered(policy: Policy, supervised: bool = False) -> frozenset[tuple[str, int | None]]:
+def _filtered(policy: Policy) -> frozenset[tuple[str, int | None]]:
     """(syscall, ioctl request or None) that the policy's filter does not simply allow."""
     names: set[tuple[str, int | None]] = set()
-    for rule in policy_filter.build(policy, supervised).rules:
+    for rule in policy_filter.build(policy).rules:
         if rule.action.name == "SCMP_ACT_ALLOW":
             continue
         # the request an ioctl rule matches: EQ compares `value`, MASKED_EQ `value_two`
@@ -84,12 +84,21 @@ def _filtered(policy: Policy, supervised: bool = False) -> frozenset[tuple[str, 
 
 
 def _bpf_if(*calls: str | tuple[str, int],
-            policies: tuple[Policy, ...] = (WRITE_POLICY, NETWORK_POLICY),
-            supervised: bool = False) -> tuple[str, ...]:
+            policies: tuple[Policy, ...] = (WRITE_POLICY, NETWORK_POLICY)) -> tuple[str, ...]:
     """BPF when the filters of `policies` all refuse or trace every one of `calls`, else not
     enforced."""
     wanted = {c if isinstance(c, tuple) else (c, None) for c in calls}
-    return (BPF,) if all(wanted <= _filtered(p, supervised) for p in policies) else (NOTHING,)
+    return (BPF,) if all(wanted <= _filtered(p) for p in policies) else (NOTHING,)
+
+
+@cache
+def _shared_descriptors_refused() -> tuple[str, ...]:
+    """BPF when the supervised filter holds the clone rule that keeps descriptor tables
+    within thread groups (clone itself is filtered for CLONE_UNTRACED anyway: the rule, not
+    the name, is what counts)."""
+    rule = policy_filter.shared_descriptors_rule(NETWORK_POLICY)
+    return (BPF,) if rule in policy_filter.build(NETWORK_POLICY, supervised=True).rules \
+        else (NOTHING,)
 
 
 def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False,
@@ -188,7 +197,7 @@ def enforcement_layers(landlock_abi: int | None, cgroup_bpf: bool = False,
             "no-outbound-network",
             "another socket put under the descriptor number of a call the supervisor checked "
             "(a task sharing the descriptor table)",
-            (SUPERVISOR, *_bpf_if("clone", policies=(NETWORK_POLICY,), supervised=True)),
+            (SUPERVISOR, *_shared_descriptors_refused()),
             "the kernel runs a call on a unix socket itself only for the one thread of its "
             "group; a descriptor table shared beyond a thread group (clone CLONE_FILES) is "
             "refused"),)),
