@@ -51,6 +51,31 @@ def sendmsg_named():
     return rx.recv(100).decode()
 check("sendmsg relative", sendmsg_named)
 
+def blocked_send_holds_nothing():
+    # a performed send that blocks (a full stream) must not hold the next call: the
+    # supervisor performs each on a thread of its own while one is busy
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    filled = 0
+    try:
+        while True:
+            filled += a.send(b"x" * 4096, socket.MSG_DONTWAIT)  # no address: not supervised
+    except BlockingIOError:
+        pass
+    blocked = threading.Thread(target=a.sendmsg, args=([b"y" * 65536],))
+    blocked.start()
+    blocked.join(0.3)
+    rx.settimeout(10)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(b"meanwhile", "d.sock")
+    got = rx.recv(100).decode()
+    while filled + 65536 > 0:
+        filled -= len(b.recv(1 << 16))
+    blocked.join(10)
+    a.close(), b.close()
+    return got, blocked.is_alive()
+check("a blocked send holds nothing", blocked_send_holds_nothing)
+
 def stream_connect():
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
         srv.bind("s.sock")
@@ -151,3 +176,4 @@ def test_performed_calls_mean_what_they_mean_to_the_caller(work: Path) -> None:
     assert bare["closed peer"] == ["EPIPE", "SIGPIPE to this thread"]
     assert bare["closed peer nosignal"] == ["EPIPE", "no signal here"]
     assert bare["tcp ignores the address"] == "tcp"
+    assert bare["a blocked send holds nothing"] == ["meanwhile", False]
