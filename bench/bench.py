@@ -10,6 +10,9 @@ Sections (each also runs alone):
             (syscall_cost.py), and an unjudged call under a policy
   work      real jobs under `secfilt` with a policy against no policy: untar into an allowed
             directory, a shell forking 1000 processes, an import-heavy Python program
+  containers the same jobs in containers, timed inside: runc with podman's default seccomp
+            profile against secfilt-runtime with it, without and with the policy
+            (container_work.py)
   memory    peak RSS of the runtime's `run` and of secfilt (whose parent is the tracer)
 
 Writes DIR/results.json and, when matplotlib is installed, DIR/results.png; prints the tables.
@@ -36,7 +39,10 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-import syscall_cost  # noqa: E402 - a sibling module, found through the path above
+import container_work  # noqa: E402 - sibling modules, found through the path above
+import syscall_cost  # noqa: E402
+
+ALLOWED_NETMASK = "127.0.0.0/8"
 
 
 def secfilt_runtime() -> list[str]:
@@ -110,15 +116,23 @@ def syscalls_section(quick: bool) -> list[dict[str, Any]]:
     return [asdict(r) for r in syscall_cost.measure(rounds=2 if quick else 5, quick=quick)]
 
 
-def work_section(quick: bool) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="secfilt-bench-work-"))
-    try:
-        allowed = work / "allowed"
-        allowed.mkdir()
-        tarball = work / "tree.tar"
-        # a source tree: this project's own files, several times over
-        subprocess.run(["tar", "-cf", str(tarball), "-C", str(REPO), "runtime", "tests", "docs"],
-                       check=True)
+def prepare_jobs(work: Path, quick: bool) -> tuple[dict[str, list[str]], Path]:
+    """The real jobs, as command lines that run alike on the host and in a container that shows
+    `work` at its own path (container_work); and the directory they are allowed to write."""
+    allowed = work / "allowed"
+    allowed.mkdir()
+    tarball = work / "tree.tar"
+    # a source tree: this project's own files, several times over
+    subprocess.run(["tar", "-cf", str(tarball), "-C", str(REPO), "runtime", "tests", "docs"],
+                   check=True)
+    forks = 100 if quick else 1000
+
+    def untar_into(tar: Path) -> list[str]:
+        return ["sh", "-c", f'rm -rf "{allowed}/x" && mkdir "{allowed}/x" && '
+                f'tar -xf "{tar}" -C "{allowed}/x"']
+
+    jobs = {"untar": untar_into(tarball)}
+    if not quick:
         # a larger one, where the per-file cost shows rather than secfilt's start-up: the
         # interpreter's standard library sources, without site-packages, tests and bytecode
         stdlib = Path(os.__file__).parent
@@ -126,29 +140,42 @@ def work_section(quick: bool) -> dict[str, Any]:
         subprocess.run(["tar", "-cf", str(big_tarball), "--exclude=site-packages",
                         "--exclude=__pycache__", "--exclude=test", "--exclude=tests",
                         "-C", str(stdlib.parent), stdlib.name], check=True)
-        forks = 100 if quick else 1000
+        jobs[f"untar stdlib ({tar_members(big_tarball)} entries)"] = untar_into(big_tarball)
+    jobs["fork"] = ["sh", "-c",
+                    f"i=0; while [ $i -lt {forks} ]; do /bin/true; i=$((i+1)); done"]
+    jobs["python imports"] = [sys.executable, "-c", "import asyncio, email.parser, json, "
+                              "http.client, xml.dom.minidom, decimal, unittest, argparse, "
+                              "sqlite3, ssl"]
+    return jobs, allowed
 
-        def untar_into(tar: Path) -> list[str]:
-            return ["sh", "-c", f'rm -rf "{allowed}/x" && mkdir "{allowed}/x" && '
-                    f'tar -xf "{tar}" -C "{allowed}/x"']
 
-        untar = untar_into(tarball)
-        fork = ["sh", "-c", f"i=0; while [ $i -lt {forks} ]; do /bin/true; i=$((i+1)); done"]
-        imports = [sys.executable, "-c", "import asyncio, email.parser, json, http.client, "
-                   "xml.dom.minidom, decimal, unittest, argparse, sqlite3, ssl"]
+def work_section(quick: bool) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="secfilt-bench-work-"))
+    try:
+        jobs, allowed = prepare_jobs(work, quick)
         policy = [*secfilt(), "--read-only=1", f"--allow-write={allowed}",
-                  "--allowed-netmask=127.0.0.0/8"]
-        rounds = 2 if quick else 7
+                  f"--allowed-netmask={ALLOWED_NETMASK}"]
         results = {}
-        jobs = [("untar", untar), ("fork", fork), ("python imports", imports)]
-        if not quick:
-            jobs.insert(1, (f"untar stdlib ({tar_members(big_tarball)} entries)",
-                            untar_into(big_tarball)))
-        for name, job in jobs:
-            m = interleaved({"none": job, "policy": [*policy, *job]}, rounds, settle=True)
+        for name, job in jobs.items():
+            m = interleaved({"none": job, "policy": [*policy, *job]}, 2 if quick else 7,
+                            settle=True)
             results[name] = {"none s": m["none"], "policy s": m["policy"],
                              "x none": m["policy"] / m["none"]}
         return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def containers_section(quick: bool) -> dict[str, Any]:
+    """The same jobs in containers: runc with podman's default profile against secfilt-runtime
+    with that profile, without and with the policy `work` gives `secfilt` (container_work)."""
+    work = Path(tempfile.mkdtemp(prefix="secfilt-bench-ctr-"))
+    try:
+        jobs, allowed = prepare_jobs(work, quick)
+        policy = {"org.secfilter.read-only": "true", "org.secfilter.allow-write": str(allowed),
+                  "org.secfilter.allowed-netmask": ALLOWED_NETMASK}
+        return container_work.measure(work, jobs, policy, secfilt_runtime(),
+                                      2 if quick else 7)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -202,6 +229,10 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     for name, row in results.get("work", {}).items():
         labels.append(f"{name} / none")
         values.append(row["x none"])
+    for name, row in results.get("containers", {}).items():
+        if isinstance(row, dict):  # not {"skipped": reason}
+            labels.append(f"{name}, in a container with the policy / runc")
+            values.append(row["policy x runc"])
     by_case: dict[str, dict[str, float]] = {}
     for row in results.get("syscalls", []):
         by_case.setdefault(row["case"], {})[row["variant"]] = row["ns_per_call"]
@@ -224,7 +255,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="few rounds: proves it works")
     ap.add_argument("--out", type=Path, default=BENCH / "results")
-    ap.add_argument("--sections", default="start,hot,syscalls,work,memory")
+    ap.add_argument("--sections", default="start,hot,syscalls,work,containers,memory")
     ap.add_argument("--chart-only", type=Path, metavar="RESULTS_JSON",
                     help="draw the chart of an earlier run into --out, measure nothing")
     args = ap.parse_args()
@@ -254,6 +285,9 @@ def main() -> int:
         results["work"] = work_section(args.quick)
         print("\n".join(f"{k:16} none {v['none s']:.3f} s  policy {v['policy s']:.3f} s  "
                         f"x {v['x none']:.2f}" for k, v in results["work"].items()))
+    if "containers" in sections:
+        results["containers"] = containers_section(args.quick)
+        print(container_work.table(results["containers"]))
     if "memory" in sections:
         results["memory"] = memory_section()
         print(results["memory"])

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not IS_ROOT or not shutil.which("gcc"),
 def test_bench_quick_mode_produces_every_figure(tmp_path):
     out = tmp_path / "results"
     p = subprocess.run([sys.executable, str(REPO / "bench" / "bench.py"), "--quick",
-                        "--sections", "hot,syscalls,work", "--out", str(out)],
+                        "--sections", "hot,syscalls,work,containers", "--out", str(out)],
                        capture_output=True, text=True, timeout=600,
                        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                             "PYTHONPATH": str(REPO / "runtime")})
@@ -31,3 +31,9 @@ def test_bench_quick_mode_produces_every_figure(tmp_path):
         assert {(case, v) for v in ("bare", "null", "secfilt")} <= variants, variants
     assert set(results["work"]) == {"untar", "fork", "python imports"}
     assert all(v["x none"] > 0 for v in results["work"].values())
+    # the same jobs in containers, timed inside them: runc with podman's profile against ours
+    assert set(results["containers"]) == {"untar", "fork", "python imports"}, \
+        results["containers"]
+    for job in results["containers"].values():
+        assert all(job[f"{v} s"] > 0 for v in ("runc", "secfilt-runtime",
+                                                "secfilt-runtime + policy")), job
