@@ -15,6 +15,10 @@ and prints ns per call; every variant runs the same binary with the same argumen
   null1, secfilt1 (--one-cpu): null and secfilt with tracer and tracee on one CPU (taskset
             -c 0): what a stop costs without the cross-CPU wake-ups, which dominate on an idle
             VM (a sandbox cannot pin a workload's tasks; this only shows where the time goes)
+  null+poll, secfilt+poll, strace+poll (--idle-poll NS): the same with the guest's idle
+            CPUs polling NS ns before they halt (cpuidle-haltpoll's guest_halt_poll_ns, the
+            kernel's default 200000; this VM boots with 0), set for those runs only and put
+            back after each: what a stop costs where waking an idle CPU is cheap
 
 Rounds are interleaved (every variant once per round, order rotated) and medians reported, so a
 busy machine slows all variants alike. Nothing here is asserted.
@@ -72,7 +76,12 @@ def secfilt_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "secfilt_runtime.secfilt_cli"]
 
 
-def variants(case: Case, one_cpu: bool = False) -> dict[str, list[str]]:
+HALT_POLL = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+POLLED = "+poll"
+
+
+def variants(case: Case, one_cpu: bool = False, idle_poll: bool = False
+             ) -> dict[str, list[str]]:
     out = {
         "bare": [],
         "null": [sys.executable, str(BENCH / "null_tracer.py"), case.traced, "--"],
@@ -86,6 +95,10 @@ def variants(case: Case, one_cpu: bool = False) -> dict[str, list[str]]:
     if one_cpu and shutil.which("taskset"):
         out["null1"] = ["taskset", "-c", "0", *out["null"]]
         out["secfilt1"] = ["taskset", "-c", "0", *out["secfilt"]]
+    if idle_poll:
+        for name in ("null", "secfilt", "strace"):
+            if name in out:
+                out[name + POLLED] = out[name]
     return out
 
 
@@ -107,27 +120,41 @@ def cases(workdir: Path, quick: bool) -> list[Case]:
     ]
 
 
-def run_once(prefix: list[str], sysloop: Path, case: Case) -> float:
+def run_once(prefix: list[str], sysloop: Path, case: Case, halt_poll_ns: int | None = None
+             ) -> float:
     argv = [*prefix, str(sysloop), case.mode[0], str(case.calls), *case.mode[1:]]
-    p = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if halt_poll_ns is None:
+        p = subprocess.run(argv, capture_output=True, text=True, check=False)
+    else:
+        was = HALT_POLL.read_text().strip()
+        HALT_POLL.write_text(str(halt_poll_ns))
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, check=False)
+        finally:
+            HALT_POLL.write_text(was)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: exit {p.returncode}: {p.stderr.strip()[-500:]}")
     return float(p.stdout.split()[-1])
 
 
-def measure(rounds: int = 5, quick: bool = False, one_cpu: bool = False) -> list[Row]:
+def measure(rounds: int = 5, quick: bool = False, one_cpu: bool = False,
+            idle_poll_ns: int | None = None) -> list[Row]:
+    if idle_poll_ns is not None and not HALT_POLL.exists():
+        raise SystemExit(f"--idle-poll: no {HALT_POLL} (not a guest with cpuidle-haltpoll)")
     with tempfile.TemporaryDirectory(prefix="secfilt-bench-") as tmp:
         workdir = Path(tmp)
         sysloop = build_sysloop(workdir)
         rows: list[Row] = []
         for case in cases(workdir, quick):
-            runs = variants(case, one_cpu)
+            runs = variants(case, one_cpu, idle_poll_ns is not None)
             samples: dict[str, list[float]] = {name: [] for name in runs}
             names = list(runs)
             for r in range(rounds):
                 for name in names[r % len(names):] + names[:r % len(names)]:
                     try:
-                        samples[name].append(run_once(runs[name], sysloop, case))
+                        samples[name].append(run_once(
+                            runs[name], sysloop, case,
+                            idle_poll_ns if name.endswith(POLLED) else None))
                     except RuntimeError as e:
                         print(f"  {case.name} / {name}: {e}", file=sys.stderr)
             rows += [Row(case.name, name, statistics.median(s), s)
@@ -136,16 +163,17 @@ def measure(rounds: int = 5, quick: bool = False, one_cpu: bool = False) -> list
 
 
 def table(rows: list[Row]) -> str:
-    lines = [f"{'case':24} {'variant':9} {'ns/call':>10} {'x bare':>8} {'x null':>8}"]
-    # a pinned variant is compared with the pinned null tracer
+    lines = [f"{'case':24} {'variant':12} {'ns/call':>10} {'x bare':>8} {'x null':>8}"]
+    # a pinned or polled variant is compared with the null tracer run alike
     by_case: dict[str, dict[str, float]] = {}
     for row in rows:
         by_case.setdefault(row.case, {})[row.variant] = row.ns_per_call
     for row in rows:
         base = by_case[row.case]
         bare = base.get("bare")
-        null = base.get("null1" if row.variant.endswith("1") else "null")
-        lines.append(f"{row.case:24} {row.variant:9} {row.ns_per_call:10.0f} "
+        null = base.get("null1" if row.variant.endswith("1") else
+                        "null" + POLLED if row.variant.endswith(POLLED) else "null")
+        lines.append(f"{row.case:24} {row.variant:12} {row.ns_per_call:10.0f} "
                      f"{row.ns_per_call / bare if bare else float('nan'):8.2f} "
                      f"{row.ns_per_call / null if null else float('nan'):8.2f}")
     return "\n".join(lines)
@@ -157,9 +185,12 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="10x fewer calls, for a smoke test")
     ap.add_argument("--one-cpu", action="store_true",
                     help="also null and secfilt with tracer and tracee pinned to CPU 0")
+    ap.add_argument("--idle-poll", type=int, metavar="NS",
+                    help="also null, secfilt and strace with guest_halt_poll_ns set to NS "
+                         "(200000: the kernel's default) for those runs")
     ap.add_argument("--json")
     args = ap.parse_args()
-    rows = measure(args.rounds, args.quick, args.one_cpu)
+    rows = measure(args.rounds, args.quick, args.one_cpu, args.idle_poll)
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=1))
