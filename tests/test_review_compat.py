@@ -209,3 +209,21 @@ def test_delete_force_removes_no_state_a_create_wrote_after_its_check(runtime, m
                     subprocess.run(["rmdir", str(d)], capture_output=True)
         assert not left, "the container's init outlived delete --force"
         assert not (runtime.state_root / cid).exists()
+
+
+def test_events_reports_unlimited_cgroup2_limits_as_runc_does(tmp_path):
+    """A cgroup v2 "max": runc reports the largest uint64 for memory and swap and 0 for pids
+    (this host's containers are on cgroup v1: the files are written here)."""
+    from secfilt_runtime import events
+
+    for name, text in {"memory.max": "max", "memory.current": "4096",
+                       "memory.swap.max": "max", "memory.swap.current": "0",
+                       "pids.max": "max", "pids.current": "3",
+                       "cpu.stat": "usage_usec 5\n", "memory.stat": "file 7\n"}.items():
+        (tmp_path / name).write_text(text + "\n")
+    stats = events.stats_v2(str(tmp_path))
+    assert stats["memory"]["usage"] == {"limit": 2**64 - 1, "usage": 4096}
+    assert stats["memory"]["swap"]["limit"] == 2**64 - 1
+    assert stats["pids"] == {"current": 3, "limit": 0}
+    (tmp_path / "memory.max").write_text("1048576\n")
+    assert events.stats_v2(str(tmp_path))["memory"]["usage"]["limit"] == 1048576

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 _UNLIMITED_V2 = "max"
+# runc's figure for a cgroup v2 limit of "max": the largest uint64 for memory and swap, as
+# GetCgroupParamUint gives it; 0 ("no limit") for pids, as its pids stats say
+_NO_MEMORY_LIMIT = 2**64 - 1
 # time.sleep's deadline (now + interval) must stay in range: ~31 years is as good as Go's 292
 _LONGEST_SLEEP = 1e9
 _USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -56,12 +59,12 @@ def _read(d: str | None, name: str) -> str | None:
         return None
 
 
-def _int(d: str | None, name: str) -> int | None:
+def _int(d: str | None, name: str, unlimited: int = 0) -> int | None:
     text = _read(d, name)
     if text is None:
         return None
     if text == _UNLIMITED_V2:
-        return 0
+        return unlimited
     try:
         return int(text)
     except ValueError:
@@ -143,9 +146,9 @@ def stats_v2(d: str) -> dict[str, Any]:
         },
         "memory": _drop_empty({
             "cache": raw.get("file"),
-            "usage": _drop_empty({"limit": _int(d, "memory.max"),
+            "usage": _drop_empty({"limit": _int(d, "memory.max", _NO_MEMORY_LIMIT),
                                   "usage": _int(d, "memory.current")}),
-            "swap": _drop_empty({"limit": _int(d, "memory.swap.max"),
+            "swap": _drop_empty({"limit": _int(d, "memory.swap.max", _NO_MEMORY_LIMIT),
                                  "usage": _int(d, "memory.swap.current")}),
             "raw": raw,
         }),
