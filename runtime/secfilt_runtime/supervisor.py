@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 from . import kernel, signals, unixcalls
 from .errors import warn
 from .policy import decide, sockaddr, syscalls
+from .policy.filter import HARDENING_RULE
 from .policy.model import Policy
 
 if TYPE_CHECKING:
@@ -218,6 +219,9 @@ class Supervisor:
                 except (Refused, OSError) as e:
                     self._answer(notif, e)
                     continue
+                except Exception as e:  # noqa: BLE001 - a fault of ours refuses, never hangs
+                    self._answer(notif, self._failed(e))
+                    continue
                 if caller is None:
                     self._answer(notif, None)
                 else:
@@ -232,9 +236,17 @@ class Supervisor:
             outcome: int | Exception = self._perform_on(notif, caller)
         except (Refused, OSError) as e:
             outcome = e
+        except Exception as e:  # noqa: BLE001 - the caller would wait for ever, the worker die
+            outcome = self._failed(e)
         finally:
             caller.close()
         self._answer(notif, outcome)
+
+    def _failed(self, error: Exception) -> Refused:
+        """A call the supervisor failed to serve (a fault of its own): refused, as the tracer
+        refuses one it failed to judge, and logged with what went wrong."""
+        return Refused(self.policy.errno, HARDENING_RULE,
+                       f"the supervisor failed: {type(error).__name__}: {error}")
 
     def _answer(self, notif: kernel.SeccompNotif, outcome: int | Exception | None) -> None:
         """Reply with the call's result (>= 0 or -errno), a refusal or error, or (None) let the
