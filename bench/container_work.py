@@ -92,11 +92,15 @@ def make_bundle(work: Path, base: dict[str, Any], name: str, argv: list[str],
 
 
 def run_in(runtime: list[str], root: Path, bundle: Path, cid: str) -> float:
-    """The job's seconds, as timed inside the container."""
-    p = subprocess.run([*runtime, "--root", str(root), "run", "--bundle", str(bundle), cid],
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+    """The job's seconds, as timed inside the container; with no runtime, on the host."""
+    if runtime:
+        argv = [*runtime, "--root", str(root), "run", "--bundle", str(bundle), cid]
+    else:
+        argv = json.loads((bundle / "config.json").read_text())["process"]["args"]
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       check=False)
     if p.returncode != 0:
-        raise RuntimeError(f"{runtime[0]} run {bundle.name}: exit {p.returncode}: "
+        raise RuntimeError(f"{argv[0]} {bundle.name}: exit {p.returncode}: "
                            f"{p.stderr.strip()[-500:]}")
     return float(p.stdout.split()[-1])
 
@@ -110,6 +114,7 @@ def measure(work: Path, jobs: dict[str, list[str]], policy: dict[str, str],
     build_timeit(work)
     base = spec_base(work)
     variants = {
+        "none": ([], {}),  # the same timed job on the host, in the same rounds
         "runc": (["runc"], {}),
         "secfilt-runtime": (secfilt_runtime, {}),
         "secfilt-runtime + policy": (secfilt_runtime, policy),
@@ -132,17 +137,20 @@ def measure(work: Path, jobs: dict[str, list[str]], policy: dict[str, str],
                     "policy x runc": med["secfilt-runtime + policy"] / med["runc"],
                     "policy x no policy": med["secfilt-runtime + policy"] /
                     med["secfilt-runtime"],
-                    "no policy x runc": med["secfilt-runtime"] / med["runc"]}
+                    "no policy x runc": med["secfilt-runtime"] / med["runc"],
+                    "runc x none": med["runc"] / med["none"],
+                    "policy x none": med["secfilt-runtime + policy"] / med["none"]}
     return out
 
 
 def table(results: dict[str, Any]) -> str:
     if "skipped" in results:
         return f"containers: skipped ({results['skipped']})"
-    lines = [f"{'job (timed inside)':32} {'runc':>8} {'secfilt':>8} {'+policy':>8} "
-             f"{'x runc':>7} {'x no pol':>8}"]
+    lines = [f"{'job (timed inside), s':28} {'none':>7} {'runc':>7} {'secfilt':>7} "
+             f"{'+policy':>7} {'x runc':>7} {'x no pol':>8} {'runc x none':>11}"]
     for job, r in results.items():
-        lines.append(f"{job:32} {r['runc s']:8.3f} {r['secfilt-runtime s']:8.3f} "
-                     f"{r['secfilt-runtime + policy s']:8.3f} {r['policy x runc']:7.2f} "
-                     f"{r['policy x no policy']:8.2f}")
+        lines.append(f"{job:28} {r['none s']:7.3f} {r['runc s']:7.3f} "
+                     f"{r['secfilt-runtime s']:7.3f} {r['secfilt-runtime + policy s']:7.3f} "
+                     f"{r['policy x runc']:7.2f} {r['policy x no policy']:8.2f} "
+                     f"{r['runc x none']:11.2f}")
     return "\n".join(lines)
