@@ -273,9 +273,13 @@ def test_ctrl_c_during_a_poststop_hook_stops_the_hook(runtime, make_bundle, tmp_
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, env=runtime.env(), timeout=60)
     assert r.returncode == 0
+    # a terminal's foreground job, whose ^C is at its default: a suite started as a background
+    # job (`cmd &` in a script) passes SIGINT down ignored, and an ignored ^C rightly stops
+    # nothing
     live = subprocess.Popen(runtime.argv("delete", "--force", runtime.cid),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=runtime.env(), start_new_session=True)
+                            stderr=subprocess.DEVNULL, env=runtime.env(), start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 30
         while not hook_pid.exists() or not hook_pid.read_text().strip():
