@@ -37,3 +37,15 @@ def test_bench_quick_mode_produces_every_figure(tmp_path):
     for job in results["containers"].values():
         assert all(job[f"{v} s"] > 0 for v in ("runc", "secfilt-runtime",
                                                 "secfilt-runtime + policy")), job
+
+
+def test_stop_profile_times_every_step_of_a_judged_stop():
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "stop_profile.py"), "--calls", "500"],
+                       capture_output=True, text=True, timeout=300,
+                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    write_open, connect = p.stdout.split("connect:")
+    for step in ("the stop's handling", "PTRACE_GET_SYSCALL_INFO", "reading the path",
+                 "openat2 + close", "PTRACE_CONT"):
+        assert step in write_open, p.stdout
+    assert "judging" in connect and "PTRACE_CONT" in connect, p.stdout
