@@ -55,3 +55,20 @@ def test_a_worker_survives_a_fault_and_serves_the_next_call(monkeypatch, tmp_pat
             break
         threading.Event().wait(0.01)
     assert len(answers) == 3 and all(isinstance(a, supervisor.Refused) for a in answers)
+
+
+def test_a_fault_while_logging_a_refusal_still_answers(monkeypatch, tmp_path, capsys):
+    """The answer goes first: a log line that cannot be made must not leave the caller
+    waiting (here the listener is no descriptor, so the answer itself fails quietly, as for a
+    caller that is gone)."""
+    policy = parse.from_annotations({"org.secfilter.allowed-netmask": "127.0.0.0/8"},
+                                    str(tmp_path))
+    sup = supervisor.Supervisor(-1, policy, None)
+
+    def log(notif, refused):
+        raise ValueError("cannot format")
+
+    monkeypatch.setattr(sup, "_log", log)
+    sup._answer(kernel.SeccompNotif(1, os.getpid(), 42, 0xC000003E, (0,) * 6),
+                supervisor.Refused(errno.EPERM, "rule", "reason"))
+    assert "could not log a refusal: ValueError: cannot format" in capsys.readouterr().err

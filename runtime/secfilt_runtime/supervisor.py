@@ -251,9 +251,8 @@ class Supervisor:
     def _answer(self, notif: kernel.SeccompNotif, outcome: int | Exception | None) -> None:
         """Reply with the call's result (>= 0 or -errno), a refusal or error, or (None) let the
         kernel run it."""
+        refused = outcome if isinstance(outcome, Refused) and outcome.rule else None
         if isinstance(outcome, Refused):
-            if outcome.rule:
-                self._log(notif, outcome)
             outcome = -outcome.err
         elif isinstance(outcome, OSError):  # the caller vanished or its memory went away
             outcome = -(outcome.errno or errno.EFAULT)
@@ -265,6 +264,12 @@ class Supervisor:
                 kernel.seccomp_notif_send(self.listener, notif.id, error=-outcome)
             else:
                 kernel.seccomp_notif_send(self.listener, notif.id, val=outcome)
+        if refused is not None:
+            # after the answer: a fault while logging must not leave the caller waiting
+            try:
+                self._log(notif, refused)
+            except Exception as e:  # noqa: BLE001 - the refusal stands; say why it has no line
+                warn(f"the supervisor could not log a refusal: {type(e).__name__}: {e}")
 
     # --- one call ------------------------------------------------------------------------
 
