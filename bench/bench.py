@@ -176,6 +176,10 @@ def containers_section(quick: bool) -> dict[str, Any]:
                   "org.secfilter.allowed-netmask": ALLOWED_NETMASK}
         return container_work.measure(work, jobs, policy, secfilt_runtime(),
                                       2 if quick else 7)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        # the other sections' figures are still written
+        print(f"containers: {e}", file=sys.stderr)
+        return {"error": str(e)[-2000:]}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -230,7 +234,7 @@ def chart(results: dict[str, Any], path: Path) -> bool:
         labels.append(f"{name} / none")
         values.append(row["x none"])
     for name, row in results.get("containers", {}).items():
-        if isinstance(row, dict):  # not {"skipped": reason}
+        if isinstance(row, dict):  # not {"skipped" or "error": why}
             labels.append(f"{name}, in a container with the policy / runc")
             values.append(row["policy x runc"])
     by_case: dict[str, dict[str, float]] = {}

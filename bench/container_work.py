@@ -41,11 +41,14 @@ def build_timeit(work: Path) -> Path:
 
 
 def host_binds(work: Path) -> list[str]:
-    """Host directories the container sees at their own paths, read-only but `work`."""
+    """Host directories the container sees at their own paths, read-only but `work`: /usr,
+    /etc, and the interpreter the imports job runs where it lies outside /usr (pyenv, /opt,
+    a virtual environment and the installation it was made from)."""
     binds = ["/usr", "/etc"]
-    prefix = os.path.realpath(sys.base_prefix)
-    if not prefix.startswith("/usr/"):
-        binds.append(prefix)  # a pyenv or /opt interpreter: the imports job runs it
+    for prefix in (sys.prefix, sys.base_prefix):
+        prefix = os.path.realpath(prefix)
+        if prefix != "/usr" and not prefix.startswith("/usr/") and prefix not in binds:
+            binds.append(prefix)
     return [*binds, str(work)]
 
 
@@ -92,13 +95,24 @@ def make_bundle(work: Path, base: dict[str, Any], name: str, argv: list[str],
 
 
 def run_in(runtime: list[str], root: Path, bundle: Path, cid: str) -> float:
-    """The job's seconds, as timed inside the container; with no runtime, on the host."""
+    """The job's seconds, as timed inside the container; with no runtime, on the host, with
+    the container process's arguments, environment and working directory."""
     if runtime:
-        argv = [*runtime, "--root", str(root), "run", "--bundle", str(bundle), cid]
+        argv, env, cwd = [*runtime, "--root", str(root), "run", "--bundle", str(bundle), cid], \
+            None, None
     else:
-        argv = json.loads((bundle / "config.json").read_text())["process"]["args"]
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                       check=False)
+        process = json.loads((bundle / "config.json").read_text())["process"]
+        argv, cwd = process["args"], process["cwd"]
+        env = dict(e.split("=", 1) for e in process["env"])
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           env=env, cwd=cwd, check=False)
+    finally:
+        if runtime:
+            # a run killed (^C) or failed midway may leave its container: the state directory
+            # goes with the work directory, after which nothing could delete it
+            subprocess.run([*runtime, "--root", str(root), "delete", "--force", cid],
+                           stdin=subprocess.DEVNULL, capture_output=True, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"{argv[0]} {bundle.name}: exit {p.returncode}: "
                            f"{p.stderr.strip()[-500:]}")
@@ -131,7 +145,8 @@ def measure(work: Path, jobs: dict[str, list[str]], policy: dict[str, str],
             for v in names[r % len(names):] + names[:r % len(names)]:
                 os.sync()  # an untar's writeback must not land on the next run
                 count += 1
-                samples[v].append(run_in(variants[v][0], roots[v], bundles[v], f"cw{count}"))
+                samples[v].append(run_in(variants[v][0], roots[v], bundles[v],
+                                         f"cw{os.getpid()}-{count}"))
         med = {v: statistics.median(s) for v, s in samples.items()}
         out[job] = {**{f"{v} s": m for v, m in med.items()},
                     "policy x runc": med["secfilt-runtime + policy"] / med["runc"],
@@ -144,8 +159,9 @@ def measure(work: Path, jobs: dict[str, list[str]], policy: dict[str, str],
 
 
 def table(results: dict[str, Any]) -> str:
-    if "skipped" in results:
-        return f"containers: skipped ({results['skipped']})"
+    for why in ("skipped", "error"):
+        if why in results:
+            return f"containers: {why} ({results[why]})"
     lines = [f"{'job (timed inside), s':28} {'none':>7} {'runc':>7} {'secfilt':>7} "
              f"{'+policy':>7} {'x runc':>7} {'x no pol':>8} {'runc x none':>11}"]
     for job, r in results.items():

@@ -32,10 +32,12 @@ def test_bench_quick_mode_produces_every_figure(tmp_path):
     assert set(results["work"]) == {"untar", "fork", "python imports"}
     assert all(v["x none"] > 0 for v in results["work"].values())
     # the same jobs in containers, timed inside them: runc with podman's profile against ours
+    if "skipped" in results["containers"]:  # no runc on this machine: nothing to compare with
+        pytest.skip(results["containers"]["skipped"])
     assert set(results["containers"]) == {"untar", "fork", "python imports"}, \
         results["containers"]
     for job in results["containers"].values():
-        assert all(job[f"{v} s"] > 0 for v in ("runc", "secfilt-runtime",
+        assert all(job[f"{v} s"] > 0 for v in ("none", "runc", "secfilt-runtime",
                                                 "secfilt-runtime + policy")), job
 
 
