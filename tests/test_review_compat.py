@@ -211,19 +211,25 @@ def test_delete_force_removes_no_state_a_create_wrote_after_its_check(runtime, m
         assert not (runtime.state_root / cid).exists()
 
 
-def test_events_reports_unlimited_cgroup2_limits_as_runc_does(tmp_path):
-    """A cgroup v2 "max": runc reports the largest uint64 for memory and swap and 0 for pids
-    (this host's containers are on cgroup v1: the files are written here)."""
+def test_events_reports_cgroup2_memory_as_runc_does(tmp_path):
+    """On cgroup v2 runc reports a limit of "max" as the largest uint64 for memory and swap and
+    as 0 for pids, and swap as memory plus swap, as v1's memsw files count it (this host's
+    containers are on cgroup v1: the files are written here)."""
     from secfilt_runtime import events
 
     for name, text in {"memory.max": "max", "memory.current": "4096",
-                       "memory.swap.max": "max", "memory.swap.current": "0",
+                       "memory.swap.max": "max", "memory.swap.current": "100",
                        "pids.max": "max", "pids.current": "3",
                        "cpu.stat": "usage_usec 5\n", "memory.stat": "file 7\n"}.items():
         (tmp_path / name).write_text(text + "\n")
     stats = events.stats_v2(str(tmp_path))
     assert stats["memory"]["usage"] == {"limit": 2**64 - 1, "usage": 4096}
-    assert stats["memory"]["swap"]["limit"] == 2**64 - 1
+    assert stats["memory"]["swap"] == {"limit": 2**64 - 1, "usage": 4196}
     assert stats["pids"] == {"current": 3, "limit": 0}
     (tmp_path / "memory.max").write_text("1048576\n")
-    assert events.stats_v2(str(tmp_path))["memory"]["usage"]["limit"] == 1048576
+    (tmp_path / "memory.swap.max").write_text("2048\n")
+    stats = events.stats_v2(str(tmp_path))
+    assert stats["memory"]["usage"]["limit"] == 1048576
+    assert stats["memory"]["swap"]["limit"] == 1048576 + 2048
+    (tmp_path / "memory.max").write_text("max\n")  # runc's sum wraps; ours stays "no limit"
+    assert events.stats_v2(str(tmp_path))["memory"]["swap"]["limit"] == 2**64 - 1

@@ -131,9 +131,23 @@ def stats_v1(paths: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _swap_v2(d: str, memory_usage: int | None, memory_limit: int | None) -> dict[str, int]:
+    """Swap as runc reports it on cgroup v2: memory plus swap, as cgroup v1's memsw files
+    count it (a swap limit of "max" stays the largest uint64; a sum never exceeds it)."""
+    usage = _int(d, "memory.swap.current")
+    limit = _int(d, "memory.swap.max", _NO_MEMORY_LIMIT)
+    if usage is not None and memory_usage is not None:
+        usage += memory_usage
+    if limit is not None and limit != _NO_MEMORY_LIMIT and memory_limit is not None:
+        limit = min(limit + memory_limit, _NO_MEMORY_LIMIT)
+    return _drop_empty({"limit": limit, "usage": usage})
+
+
 def stats_v2(d: str) -> dict[str, Any]:
     cpu = _flat(d, "cpu.stat")
     raw = _flat(d, "memory.stat")
+    memory_usage = _int(d, "memory.current")
+    memory_limit = _int(d, "memory.max", _NO_MEMORY_LIMIT)
     return {
         "cpu": {
             "usage": _drop_empty({"total": cpu.get("usage_usec", 0) * 1000,
@@ -146,10 +160,8 @@ def stats_v2(d: str) -> dict[str, Any]:
         },
         "memory": _drop_empty({
             "cache": raw.get("file"),
-            "usage": _drop_empty({"limit": _int(d, "memory.max", _NO_MEMORY_LIMIT),
-                                  "usage": _int(d, "memory.current")}),
-            "swap": _drop_empty({"limit": _int(d, "memory.swap.max", _NO_MEMORY_LIMIT),
-                                 "usage": _int(d, "memory.swap.current")}),
+            "usage": _drop_empty({"limit": memory_limit, "usage": memory_usage}),
+            "swap": _swap_v2(d, memory_usage, memory_limit),
             "raw": raw,
         }),
         "pids": _drop_empty({"current": _int(d, "pids.current"),
