@@ -25,11 +25,13 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+MARK = "stop_profile: "  # the child's medians, on stderr after whatever secfilt printed
 STEPS = (("tracer.loop", "Tracer", "_seccomp", "the stop's handling"),
          ("kernel", "PtraceStop", "syscall_info", "  PTRACE_GET_SYSCALL_INFO"),
          ("tracer.judge", "Judge", "judge", "  judging"),
          ("tracer.memory", "Memory", "string", "    reading the path"),
          ("tracer.judge", None, "plain", "    openat2 + close (no symlink)"),
+         ("tracer.resolve", None, "plain", "    openat2 + close (no symlink)"),  # Resolver's
          ("kernel", "PtraceStop", "cont", "PTRACE_CONT"))
 
 
@@ -59,15 +61,16 @@ def child(argv: list[str]) -> int:
     from secfilt_runtime.secfilt_cli import main
 
     sys.argv = ["secfilt", *argv]
+    code = 0
     try:
         main()
-    except SystemExit:
-        pass
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
     finally:
         # secfilt's parent is the tracer: the command's own process ends in exec or _exit
-        print(json.dumps({k: statistics.median(v) / 1000 for k, v in timings.items() if v}),
-              file=sys.stderr)
-    return 0
+        print(MARK + json.dumps({k: statistics.median(v) / 1000
+                                 for k, v in timings.items() if v}), file=sys.stderr)
+    return code
 
 
 def main() -> int:
@@ -93,7 +96,7 @@ def main() -> int:
             p = subprocess.run([sys.executable, str(Path(__file__).resolve()),
                                 "--child", *argv], capture_output=True, text=True, check=False,
                                env={**os.environ, "PYTHONPATH": str(BENCH.parent / "runtime")})
-            lines = [ln for ln in p.stderr.splitlines() if ln.startswith("{")]
+            lines = [ln[len(MARK):] for ln in p.stderr.splitlines() if ln.startswith(MARK)]
             if p.returncode != 0 or not lines:
                 print(f"{case}: failed: {p.stderr.strip()[-500:]}", file=sys.stderr)
                 return 1

@@ -127,8 +127,8 @@ def run_once(prefix: list[str], sysloop: Path, case: Case, halt_poll_ns: int | N
         p = subprocess.run(argv, capture_output=True, text=True, check=False)
     else:
         was = HALT_POLL.read_text().strip()
-        HALT_POLL.write_text(str(halt_poll_ns))
         try:
+            HALT_POLL.write_text(str(halt_poll_ns))
             p = subprocess.run(argv, capture_output=True, text=True, check=False)
         finally:
             HALT_POLL.write_text(was)
