@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -190,6 +191,9 @@ def main() -> int:
                          "(200000: the kernel's default) for those runs")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if args.idle_poll is not None:
+        # a SIGTERM unwinds like ^C does: the idle-poll setting is put back on the way out
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(128 + signal.SIGTERM))
     rows = measure(args.rounds, args.quick, args.one_cpu, args.idle_poll)
     print(table(rows))
     if args.json:
