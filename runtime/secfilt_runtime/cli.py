@@ -7,6 +7,7 @@ the command; a command's options may come before or after the container id (`cre
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -483,16 +484,11 @@ def _list(store: StateStore, p: Parsed) -> int:
 RESOURCES_MAX_BYTES = 1 << 20  # a linux.resources object is a few hundred bytes
 
 
-def _read_bounded(stream, path: str) -> bytes:
-    """--resources' JSON: at most RESOURCES_MAX_BYTES (/dev/zero would never end)."""
-    if stream is None:
-        with open(path, "rb") as f:
-            text = f.read(RESOURCES_MAX_BYTES + 1)
-    else:
-        text = stream.read(RESOURCES_MAX_BYTES + 1)
-    if len(text) > RESOURCES_MAX_BYTES:
-        raise UsageError(f"--resources {path}: larger than {RESOURCES_MAX_BYTES >> 10} KiB")
-    return text
+def _read_resources(src: str) -> bytes:
+    if src == "-":
+        return jsonio.read_bounded(sys.stdin.buffer, RESOURCES_MAX_BYTES)  # type: ignore[return-value]
+    with open(src, "rb") as f:
+        return jsonio.read_bounded(f, RESOURCES_MAX_BYTES)  # type: ignore[return-value]
 
 
 def _update(store: StateStore, p: Parsed) -> int:
@@ -504,10 +500,11 @@ def _update(store: StateStore, p: Parsed) -> int:
     if "resources" in o:
         src = str(o["resources"])
         try:
-            text = _read_bounded(sys.stdin.buffer if src == "-" else None, src)
-            resources = jsonio.loads(text)
+            resources = jsonio.loads(_read_resources(src))
         except OSError as e:
-            raise UsageError(f"--resources {src}: cannot read: {e.strerror}") from None
+            # too large: the file was read, and is refused
+            why = e.strerror if e.errno == errno.EFBIG else f"cannot read: {e.strerror}"
+            raise UsageError(f"--resources {src}: {why}") from None
         except jsonio.JSONDecodeError as e:
             raise UsageError(f"--resources {src}: invalid JSON: {e}") from None
         if not isinstance(resources, dict):

@@ -148,11 +148,7 @@ def _with_saved(proc: Process, caps: bool, rlimits: bool, saved: confinement.Sav
 def _load_process_file(path: str) -> Process:
     try:
         with open(path, "rb") as f:
-            text = f.read(spec_mod.CONFIG_MAX_BYTES + 1)  # /dev/zero would never end
-        if len(text) > spec_mod.CONFIG_MAX_BYTES:
-            raise ConfigError(f"--process {path}: cannot read: larger than "
-                              f"{spec_mod.CONFIG_MAX_BYTES >> 20} MiB")
-        doc = jsonio.loads(text)
+            doc = jsonio.loads(jsonio.read_bounded(f, spec_mod.CONFIG_MAX_BYTES))
     except FileNotFoundError:
         raise ConfigError(f"--process {path}: no such file") from None
     except OSError as e:

@@ -11,6 +11,7 @@ than UTF-8, and what the indenting printer does not know. Error paths may import
 from __future__ import annotations
 
 import _json
+import errno
 
 _WHITESPACE = " \t\n\r"  # json.decoder.WHITESPACE
 _escape = _json.encode_basestring_ascii  # ensure_ascii=True, json.dumps's default
@@ -38,6 +39,16 @@ def __getattr__(name: str) -> object:
 
         return json.JSONDecodeError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def read_bounded(f, limit: int) -> bytes | str:  # noqa: ANN001 - a binary or text file
+    """At most `limit` bytes (characters, from a text file) of a document named where a file
+    is expected: a device such as /dev/zero never ends. OSError(EFBIG) beyond the limit."""
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        unit, shift = ("MiB", 20) if limit >= 1 << 20 else ("KiB", 10)
+        raise OSError(errno.EFBIG, f"larger than {limit >> shift} {unit}")
+    return data
 
 
 def loads(s: str | bytes | bytearray) -> object:

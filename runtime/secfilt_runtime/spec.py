@@ -195,10 +195,7 @@ def read_config(path: str) -> bytes:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
         if not stat.S_ISREG(mode):
             raise OSError(errno.EINVAL, "not a regular file")
-        text = f.read(CONFIG_MAX_BYTES + 1)
-    if len(text) > CONFIG_MAX_BYTES:
-        raise OSError(errno.EFBIG, f"larger than {CONFIG_MAX_BYTES >> 20} MiB")
-    return text
+        return jsonio.read_bounded(f, CONFIG_MAX_BYTES)  # type: ignore[return-value]
 
 
 def parse(doc: dict[str, Any], bundle: str) -> Spec:

@@ -118,15 +118,11 @@ def read_config_file(path: str) -> list[Setting]:
     `key=` meaning true for a boolean."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read(CONFIG_FILE_MAX_CHARS + 1)  # /dev/zero would never end
+            lines = jsonio.read_bounded(f, CONFIG_FILE_MAX_CHARS).splitlines()
     except OSError as e:
         raise ConfigError(f"--config={path}: cannot read: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file") from None
-    if len(text) > CONFIG_FILE_MAX_CHARS:
-        raise ConfigError(f"--config={path}: cannot read: larger than "
-                          f"{CONFIG_FILE_MAX_CHARS >> 20} MiB")
-    lines = text.splitlines()
     settings = []
     for number, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()
