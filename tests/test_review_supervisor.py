@@ -26,13 +26,14 @@ from pathlib import Path
 
 import pytest
 from attacks.harness import (
+    EMPTY_NETNS,
     FORBIDDEN_PEER,
     NOBODY,
     PORT,
     SETPRIV_NOBODY,
     Peer,
+    as_nobody,
     binaries,
-    nobody_deps,
     peer_netns,
 )
 
@@ -46,8 +47,8 @@ NET_ONLY = ["--allowed-netmask=127.0.0.0/8"]
 
 def secfilt_as_nobody(policy: list[str]) -> list[str]:
     """argv prefix: secfilt run by nobody (the supervisor holds the destination rules)."""
-    return [*SETPRIV_NOBODY, "env", f"PYTHONPATH={REPO / 'runtime'}:{nobody_deps()}",
-            "HOME=/nonexistent", PYTHON, "-m", "secfilt_runtime.secfilt_cli", *policy, "--"]
+    return [*as_nobody(), "HOME=/nonexistent", PYTHON, "-m", "secfilt_runtime.secfilt_cli",
+            *policy, "--"]
 
 
 @pytest.fixture
@@ -223,8 +224,7 @@ def test_fd_swap_race_where_proc_is_another_pid_namespaces(peer: Peer) -> None:
     processes' paths)."""
     def run(policy: list[str] | None) -> subprocess.CompletedProcess:
         peer.record.write_text("")
-        inner = secfilt_as_nobody(policy) if policy else \
-            [*SETPRIV_NOBODY, "env", f"PYTHONPATH={REPO / 'runtime'}:{nobody_deps()}"]
+        inner = secfilt_as_nobody(policy) if policy else as_nobody()
         # unprivileged: nobody's own user and pid namespaces, /proc left as it was
         cut = inner.index("env")
         argv = ["nsenter", f"--net=/proc/{peer.pid}/ns/net", *inner[:cut],
@@ -295,10 +295,8 @@ def both_ways(shared_dir: Path, *args: str, policy: list[str] = NET_ONLY
     program = shared_dir / "program.py"
     program.write_text(PROGRAM)
     runs = []
-    for prefix in ([*SETPRIV_NOBODY, "env", f"PYTHONPATH={REPO / 'runtime'}:{nobody_deps()}"],
-                   secfilt_as_nobody(policy)):
-        argv = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *prefix,
-                PYTHON, str(program), *args]
+    for prefix in (as_nobody(), secfilt_as_nobody(policy)):
+        argv = [*EMPTY_NETNS, *prefix, PYTHON, str(program), *args]
         runs.append(subprocess.run(argv, capture_output=True, text=True, timeout=60,
                                    cwd=shared_dir,
                                    env=dict(os.environ, PYTHONPATH=str(REPO / "runtime"))))

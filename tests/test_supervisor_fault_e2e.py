@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from attacks.harness import SETPRIV_NOBODY, nobody_deps
+from attacks.harness import EMPTY_NETNS, as_nobody
 
-from conftest import REPO, needs_root
+from conftest import needs_root
 
 pytestmark = needs_root
 
@@ -63,9 +63,8 @@ def test_a_supervisor_fault_refuses_the_call(work: Path, method: str) -> None:
     if python is None:
         pytest.skip("no system python3 for the unprivileged run")
     # an allowed destination in an empty network namespace: only the fault can refuse it
-    argv = ["unshare", "-n", "sh", "-c", "ip link set lo up && exec \"$@\"", "sh",
-            *SETPRIV_NOBODY, "env", f"PYTHONPATH={REPO / 'runtime'}:{nobody_deps()}",
-            "HOME=/nonexistent", python, str(work / "wrapper.py"), method,
+    argv = [*EMPTY_NETNS, *as_nobody(), "HOME=/nonexistent", python, str(work / "wrapper.py"),
+            method,
             "--allowed-netmask=127.0.0.0/8", "--", python, str(work / "caller.py")]
     p = subprocess.run(argv, cwd="/", capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from attacks.harness import NOBODY, SETPRIV_NOBODY, nobody_deps
+from attacks.harness import EMPTY_NETNS, NOBODY, as_nobody
 
 from conftest import REPO, needs_root
 
@@ -152,9 +152,8 @@ def run_as_nobody(work: Path, secfilt: list[str]) -> dict[str, object]:
         sock.unlink()
     cli = [python, "-m", "secfilt_runtime.secfilt_cli", *secfilt, "--"] if secfilt else []
     # an empty network namespace: 192.0.2.1 is unreachable in any case
-    argv = ["unshare", "-n", "sh", "-c", "ip link set lo up && exec \"$@\"", "sh",
-            *SETPRIV_NOBODY, "env", f"PYTHONPATH={REPO / 'runtime'}:{nobody_deps()}",
-            "HOME=/nonexistent", *cli, python, str(work / "program.py")]
+    argv = [*EMPTY_NETNS, *as_nobody(), "HOME=/nonexistent", *cli, python,
+            str(work / "program.py")]
     # the supervisor stays in the work directory, the program moves to inner/: a name
     # resolved from the supervisor's directory would miss
     p = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=60,

@@ -194,6 +194,16 @@ def nobody_deps() -> Path:
     return out
 
 
+def as_nobody() -> list[str]:
+    """argv prefix: what follows runs as nobody, with this tree's package and the Python
+    modules nobody cannot read where root's interpreter keeps them (nobody_deps)."""
+    return [*SETPRIV_NOBODY, "env", f"PYTHONPATH={REPO / 'runtime'}:{nobody_deps()}"]
+
+
+# argv prefix: a network namespace of its own, with only lo (up): nothing leaves it
+EMPTY_NETNS = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+
+
 class UserRunner(HostRunner):
     """Runs an attack as nobody, under `secfilt` run by nobody when given a policy: no cgroup
     programs for such a caller, the supervisor holds the destination rules."""
@@ -203,9 +213,8 @@ class UserRunner(HostRunner):
         python = shutil.which("python3", path="/usr/bin:/bin") or "python3"
         secfilt = [python, "-m", "secfilt_runtime.secfilt_cli", *secfilt_flags(policy)] \
             if policy else []
-        pythonpath = f"PYTHONPATH={REPO / 'runtime'}:{nobody_deps()}"
-        return [*netns_prefix(self.peer), *SETPRIV_NOBODY, "env", pythonpath,
-                "HOME=/nonexistent", *secfilt, *inner]
+        return [*netns_prefix(self.peer), *as_nobody(), "HOME=/nonexistent", *secfilt,
+                *inner]
 
 
 class ContainerRunner(_Runner):
