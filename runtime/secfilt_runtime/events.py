@@ -185,8 +185,9 @@ def run(store: StateStore, container_id: str, stats_only: bool, interval: float)
     from .container.cgroups import Cgroup
 
     st = store.load(container_id)
-    if st.live_status() in ("stopped", "creating"):
-        raise SecfiltError("container not running" if st.live_status() == "stopped"
+    status = st.live_status()  # reads /proc: once
+    if status in ("stopped", "creating"):
+        raise SecfiltError("container not running" if status == "stopped"
                            else f"container {container_id} is being created")
     if not st.cgroup:
         raise SecfiltError(f"container {container_id} has no cgroup")

@@ -16,14 +16,7 @@ import time
 from . import signals
 from .errors import ContainerError, StateError
 from .log import log
-from .state import (
-    SHORT_SOCKET_DIR,
-    START_SOCKET,
-    State,
-    StateStore,
-    alive,
-    proc_start_time,
-)
+from .state import SHORT_SOCKET_DIR, START_SOCKET, State, StateStore, alive, proc_start_time
 
 # annotations are strings: `typing` (~5 ms to import) only for the type checker
 TYPE_CHECKING = False
