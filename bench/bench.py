@@ -42,7 +42,11 @@ sys.path.insert(0, str(BENCH))
 import container_work  # noqa: E402 - sibling modules, found through the path above
 import syscall_cost  # noqa: E402
 
-ALLOWED_NETMASK = "127.0.0.0/8"
+
+def job_policy(allowed: Path) -> dict[str, str]:
+    """The policy the real jobs run under, `secfilt`'s keys (its flags; org.secfilter.* in a
+    container): read-only but `allowed`, connections within loopback."""
+    return {"read-only": "true", "allow-write": str(allowed), "allowed-netmask": "127.0.0.0/8"}
 
 
 def secfilt_runtime() -> list[str]:
@@ -153,8 +157,7 @@ def work_section(quick: bool) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="secfilt-bench-work-"))
     try:
         jobs, allowed = prepare_jobs(work, quick)
-        policy = [*secfilt(), "--read-only=1", f"--allow-write={allowed}",
-                  f"--allowed-netmask={ALLOWED_NETMASK}"]
+        policy = [*secfilt(), *(f"--{k}={v}" for k, v in job_policy(allowed).items())]
         results = {}
         for name, job in jobs.items():
             m = interleaved({"none": job, "policy": [*policy, *job]}, 2 if quick else 7,
@@ -172,8 +175,7 @@ def containers_section(quick: bool) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="secfilt-bench-ctr-"))
     try:
         jobs, allowed = prepare_jobs(work, quick)
-        policy = {"org.secfilter.read-only": "true", "org.secfilter.allow-write": str(allowed),
-                  "org.secfilter.allowed-netmask": ALLOWED_NETMASK}
+        policy = {f"org.secfilter.{k}": v for k, v in job_policy(allowed).items()}
         return container_work.measure(work, jobs, policy, secfilt_runtime(),
                                       2 if quick else 7)
     except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
